@@ -54,7 +54,12 @@ export function commute<B>(r: Rule<B>): Rule<B> {
         inputs: { get: () => [n.inputs[1] ?? null, n.inputs[0] ?? null, ...n.inputs.slice(2)] },
         input: { value: (i: number) => (i === 0 ? n.input(1) : i === 1 ? n.input(0) : n.input(i)) },
       }) as Node;
-      return r.match(swapped, m);
+      const b = r.match(swapped, m);
+      // bindings that captured the proxy must name the real node (rewrites compare nodes by identity)
+      if (!isFail(b) && typeof b === 'object' && b !== null) {
+        for (const [k, v] of Object.entries(b)) if (v === swapped) (b as Record<string, unknown>)[k] = n;
+      }
+      return b;
     },
   };
 }
