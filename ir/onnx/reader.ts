@@ -44,7 +44,12 @@ interface Ctx {
 export function decodeModel(bytes: Uint8Array, opts: ReadOptions = {}): Model {
   const file = opts.file;
   if (bytes.length === 0) throw new QccError('E_ONNX_EMPTY', 'the model file is empty', { file });
-  const msg = decodeMessage(bytes, 'ModelProto', { file });
+  return modelFromMsg(decodeMessage(bytes, 'ModelProto', { file }), opts);
+}
+
+/** Builds the IR from a decoded ModelProto message (tensor data stays shared with the message). */
+export function modelFromMsg(msg: Msg, opts: ReadOptions = {}): Model {
+  const file = opts.file;
   const gmsg = msg.graph as Msg | undefined;
   if (gmsg === undefined) throw new QccError('E_ONNX_NOT_ONNX', 'not an ONNX model: ModelProto has no graph', { file });
   if (msg.ir_version === undefined && (msg.opset_import as unknown[] | undefined) === undefined) {

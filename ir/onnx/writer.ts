@@ -23,7 +23,7 @@ export interface WriteOptions {
 }
 
 /** Where the encoder puts tensors that go to the data file. */
-interface ExternalPlan {
+export interface ExternalPlan {
   readonly location: string;
   readonly threshold: number;
   readonly align: number;
@@ -32,6 +32,9 @@ interface ExternalPlan {
 }
 
 const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+/** Plan for in-memory copies (clone): external tensors keep their references, nothing new goes external. */
+export const KEEP_EXTERNAL: ExternalPlan = Object.freeze({ location: '', threshold: Infinity, align: 1, size: 0, parts: Object.freeze([]) as unknown as ExternalPlan['parts'] }) as ExternalPlan;
 
 // ---------------------------------------------------------------------------------------------------------------
 // IR -> messages
@@ -64,6 +67,11 @@ export function tensorToMsg(t: Tensor, ext?: ExternalPlan): Msg {
   m.data_type = dtypeToOnnx(t.dtype);
   if (t.name !== '' || t.proto?.name !== undefined) m.name = t.name;
   const d = t.data;
+  if (d.kind === 'external' && ext === KEEP_EXTERNAL) {
+    m.external_data = d.entries.map(([key, value]) => ({ key, value }));
+    m.data_location = 1;
+    return m;
+  }
   if (ext && t.dtype !== 'string' && t.byteLength >= ext.threshold) {
     const offset = Math.ceil(ext.size / ext.align) * ext.align;
     ext.parts.push({ offset, tensor: t });
@@ -186,6 +194,7 @@ export function graphToMsg(g: Graph, ext?: ExternalPlan): Msg {
 }
 
 export function modelToMsg(model: Model, ext?: ExternalPlan): Msg {
+  // ext: where large tensors go (saveModel's data file), or KEEP_EXTERNAL for in-memory copies
   const m: Msg = { ...(model._proto ?? {}) };
   m.ir_version = model.irVersion;
   m.opset_import = [...model.opsetImports.entries()].map(([domain, version]) => ({ domain, version }));
