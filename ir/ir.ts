@@ -8,7 +8,7 @@
 import type { DType } from './dtype.js';
 import { DTYPES, isSubByte, rawByteLength } from './dtype.js';
 import { QccError } from './errors.js';
-import type { Int64, Msg } from './onnx/wire.js';
+import { NAN_BITS, type Int64, type Msg } from './onnx/wire.js';
 
 export type { Int64, Msg };
 
@@ -288,6 +288,16 @@ function fieldsToRaw(dtype: DType, field: TensorField, values: readonly (number 
     default:
       if (bits !== 8) throw new QccError('E_MODEL_DTYPE', `cannot convert ${field} for ${dtype}`, { tensor: name });
       for (let i = 0; i < n; i++) out[i] = num(i) & 0xff;
+  }
+  // NaN bit patterns the decoder recorded (a JS number cannot hold a signaling NaN): see NAN_BITS in onnx/wire.ts
+  const nan = (values as { [NAN_BITS]?: Map<number, number | bigint> })[NAN_BITS];
+  if (nan && (field === 'float_data' || field === 'double_data')) {
+    const size = field === 'float_data' ? 4 : 8;
+    for (const [i, b] of nan) {
+      if (size * i + size > out.length) continue;
+      if (typeof b === 'bigint') dv.setBigUint64(8 * i, b, true);
+      else dv.setUint32(4 * i, b, true);
+    }
   }
   return out;
 }

@@ -72,6 +72,8 @@ export function modelFromMsg(msg: Msg, opts: ReadOptions = {}): Model {
   for (const e of (msg.metadata_props as Msg[] | undefined) ?? []) model.metadataProps.push([(e.key as string) ?? '', (e.value as string) ?? '']);
   model.functions.push(...((msg.functions as Msg[] | undefined) ?? []));
   model._proto = stripKeys(msg, ['ir_version', 'opset_import', 'producer_name', 'producer_version', 'domain', 'model_version', 'doc_string', 'graph', 'metadata_props', 'functions']);
+  // the opset_import entries as written (absent vs '' domain, order): the writer reuses them while the opsets are unchanged
+  if (msg.opset_import !== undefined) model._proto.$opset_import = msg.opset_import;
   const baseDir = path.resolve(opts.baseDir ?? (file ? path.dirname(file) : '.'));
   model.baseDir = baseDir;
   const ctx: Ctx = { file, baseDir, model, unnamed: 0, usedNodeNames: new Set() };
@@ -165,7 +167,8 @@ export function tensorFromMsg(t: Msg, ctx: { file?: string | undefined; baseDir:
   if (dtype === undefined) throw new QccError('E_MODEL_DTYPE', `data_type ${code} is not a known ONNX tensor type`, loc);
   let count = 1;
   for (const d of dims) count *= d;
-  const proto = stripKeys(t, ['dims', 'data_type', 'name', 'raw_data', 'external_data', 'data_location', ...FIELD_ORDER]);
+  // an explicit empty name stays in proto so that the writer emits it again
+  const proto = stripKeys(t, ['dims', 'data_type', ...(name === '' && t.name !== undefined ? [] : ['name']), 'raw_data', 'external_data', 'data_location', ...FIELD_ORDER]);
   const extEntries = (t.external_data as Msg[] | undefined) ?? [];
   let data: TensorData;
   if (t.data_location === 1 || extEntries.length > 0) {
@@ -257,6 +260,8 @@ const ATTR_TYPES: Record<number, Attr['type']> = {
   1: 'float', 2: 'int', 3: 'string', 4: 'tensor', 5: 'graph', 11: 'sparse_tensor', 13: 'type_proto',
   6: 'floats', 7: 'ints', 8: 'strings', 9: 'tensors', 10: 'graphs', 12: 'sparse_tensors', 14: 'type_protos',
 };
+
+const ATTR_VALUE_FIELDS = ['f', 'i', 's', 't', 'g', 'sparse_tensor', 'tp', 'floats', 'ints', 'strings', 'tensors', 'graphs', 'sparse_tensors', 'type_protos'];
 
 function inferAttrType(a: Msg): Attr['type'] | undefined {
   if (a.f !== undefined) return 'float';
@@ -390,6 +395,9 @@ function buildGraph(ctx: Ctx, g: Graph, gm: Msg, parent: Scope | null, where: st
       define(v, 'sparse initializer');
     }
     v._sparse = sm;
+    // Graph keeps no list of sparse initializers (values() does not see them): the writer finds them here, in file order
+    g._proto ??= {};
+    ((g._proto.$sparse ??= []) as Value[]).push(v);
   });
 
   // nodes: create all output values first so that order problems can be repaired (or reported as cycles)
@@ -404,8 +412,9 @@ function buildGraph(ctx: Ctx, g: Graph, gm: Msg, parent: Scope | null, where: st
       ctx.usedNodeNames.add(name);
     }
     const n = new Node((nm.domain as string | undefined) ?? '', opType, name);
-    const rest = stripKeys(nm, ['input', 'output', 'name', 'op_type', 'attribute']);
-    if (nm.name === undefined) rest.$unnamed = true;
+    // an explicit empty name stays in rest; $unnamed is the generated name, which the writer omits while unchanged
+    const rest = stripKeys(nm, ['input', 'output', ...(nm.name === '' ? [] : ['name']), 'op_type', 'attribute']);
+    if (!nm.name) rest.$unnamed = name;
     n._proto = rest;
     for (const on of (nm.output as string[] | undefined) ?? []) {
       if (on === '') {
@@ -426,6 +435,7 @@ function buildGraph(ctx: Ctx, g: Graph, gm: Msg, parent: Scope | null, where: st
   for (const vi of (gm.value_info as Msg[] | undefined) ?? []) {
     const v = scope.values.get((vi.name as string | undefined) ?? '');
     if (!v) continue; // annotation of a value this graph does not define: dropped (it carries no meaning)
+    if (g._inputs.includes(v)) continue; // the graph input's own declaration is the one that counts
     v._type = typeFromMsg(vi.type as Msg | undefined);
     v._protoType = v._type;
     v._proto = valueInfoFields(vi);
@@ -450,6 +460,9 @@ function buildGraph(ctx: Ctx, g: Graph, gm: Msg, parent: Scope | null, where: st
       const an = (am.name as string | undefined) ?? '';
       if (n._attrs.has(an)) throw new QccError('E_MODEL_ATTRIBUTE', `attribute '${an}' appears twice`, loc({ node: n.name, path: npath }));
       n._attrs.set(an, a);
+      // AttributeProto fields Attr does not model (doc_string, unknown fields), by attribute name, for the writer
+      const extra = stripKeys(am, ['name', 'type', 'ref_attr_name', ...ATTR_VALUE_FIELDS]);
+      if (Object.keys(extra).length) ((n._proto!.$attrs ??= {}) as Record<string, Msg>)[an] = extra;
     }
   });
   for (const n of orderTopologically(nodes, g, loc)) appendNode(g, n);
@@ -464,6 +477,7 @@ function buildGraph(ctx: Ctx, g: Graph, gm: Msg, parent: Scope | null, where: st
       if (v._type === undefined || v._producer) {
         v._type = t;
         v._protoType = t;
+        if (v.graph === g) v._proto = valueInfoFields(vi); // the output's declaration, not a value_info entry's
       }
     }
     if (v._proto === undefined) v._proto = valueInfoFields(vi);

@@ -245,11 +245,19 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
       if (!arr) msg[f.name] = arr = [];
       if (f.kind === 'float' && len % 4 === 0) {
         const n = len / 4;
-        for (let i = 0; i < n; i++) arr.push(r.view.getFloat32(r.pos + 4 * i, true));
+        for (let i = 0; i < n; i++) {
+          const v = r.view.getFloat32(r.pos + 4 * i, true);
+          if (v !== v) nanBitsOf(arr).set(arr.length, r.view.getUint32(r.pos + 4 * i, true));
+          arr.push(v);
+        }
         r.pos = stop;
       } else if (f.kind === 'double' && len % 8 === 0) {
         const n = len / 8;
-        for (let i = 0; i < n; i++) arr.push(r.view.getFloat64(r.pos + 8 * i, true));
+        for (let i = 0; i < n; i++) {
+          const v = r.view.getFloat64(r.pos + 8 * i, true);
+          if (v !== v) nanBitsOf(arr).set(arr.length, r.view.getBigUint64(r.pos + 8 * i, true));
+          arr.push(v);
+        }
         r.pos = stop;
       } else {
         while (r.pos < stop) arr.push(readScalar(r, f, expected, stop, fpath));
@@ -276,6 +284,12 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
       r.pos = stop;
     } else {
       value = readScalar(r, f, wire, end, fpath);
+      if (value !== value) {
+        // a NaN: keep its bits (see NAN_BITS); singular fields keep them in msg.$nan
+        const bits = f.kind === 'float' ? r.view.getUint32(r.pos - 4, true) : r.view.getBigUint64(r.pos - 8, true);
+        if (f.repeated) nanBitsOf((msg[f.name] ??= []) as unknown[]).set((msg[f.name] as unknown[]).length, bits);
+        else ((msg.$nan ??= {}) as Record<string, number | bigint>)[f.name] = bits;
+      }
     }
     if (f.repeated) {
       const arr = msg[f.name] as unknown[] | undefined;
@@ -290,6 +304,23 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
   }
   if (r.pos !== end) r.fail('E_ONNX_TRUNCATED', 'message does not end where its length says', path);
   return msg;
+}
+
+/**
+ * Bit patterns of the NaN elements of a decoded packed float/double field, by index. A JS number cannot carry a
+ * signaling NaN (V8 quiets it on load), so the decoder records every NaN's bits beside the array and the encoder
+ * writes those bits back for elements that are still NaN: float_data/double_data round-trip bit for bit.
+ */
+export const NAN_BITS: unique symbol = Symbol('qcc.nanBits');
+type NanCarrier = unknown[] & { [NAN_BITS]?: Map<number, number | bigint> };
+
+function nanBitsOf(arr: unknown[]): Map<number, number | bigint> {
+  let m = (arr as NanCarrier)[NAN_BITS];
+  if (m === undefined) {
+    m = new Map();
+    Object.defineProperty(arr, NAN_BITS, { value: m, enumerable: false }); // invisible to deepEqual and spreads
+  }
+  return m;
 }
 
 function mergeMsg(a: Msg, b: Msg): Msg {
@@ -507,6 +538,18 @@ class ChunkWriter {
     this.pos += 4;
   }
 
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  u64(v: bigint): void {
+    this.ensure(8);
+    this.view.setBigUint64(this.pos, v, true);
+    this.pos += 8;
+  }
+
   f64(v: number): void {
     this.ensure(8);
     this.view.setFloat64(this.pos, v, true);
@@ -571,19 +614,31 @@ function writeMsg(w: ChunkWriter, s: Sizer, m: Msg, plan: TypePlan): void {
         else for (const x of arr) body += scalarSize(f.kind, x);
         w.varint((f.id << 3) | WIRE_LEN);
         w.varint(body);
-        for (const x of arr) writeScalar(w, f.kind, x);
+        const nan = (arr as NanCarrier)[NAN_BITS];
+        if (nan === undefined) for (const x of arr) writeScalar(w, f.kind, x);
+        else arr.forEach((x, i) => writeFloatBits(w, f.kind, x, x !== x ? nan.get(i) : undefined));
         continue;
       }
-      for (const x of arr) {
+      const nan = (arr as NanCarrier)[NAN_BITS];
+      arr.forEach((x, i) => {
         w.varint((f.id << 3) | wire);
-        writeSingle(w, s, f, x);
-      }
+        if (nan !== undefined && x !== x) writeFloatBits(w, f.kind, x, nan.get(i));
+        else writeSingle(w, s, f, x);
+      });
       continue;
     }
     w.varint((f.id << 3) | wire);
-    writeSingle(w, s, f, v);
+    if (v !== v && m.$nan !== undefined) writeFloatBits(w, f.kind, v, (m.$nan as Record<string, number | bigint>)[f.name]);
+    else writeSingle(w, s, f, v);
   }
   if (m.$unknown) for (const u of m.$unknown) w.bytes(u);
+}
+
+/** A float/double element, with its recorded NaN bit pattern when there is one. */
+function writeFloatBits(w: ChunkWriter, kind: Kind, x: unknown, bits: number | bigint | undefined): void {
+  if (bits === undefined) writeScalar(w, kind, x);
+  else if (typeof bits === 'bigint') w.u64(bits);
+  else w.u32(bits);
 }
 
 function writeSingle(w: ChunkWriter, s: Sizer, f: FieldPlan, v: unknown): void {

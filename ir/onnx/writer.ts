@@ -161,15 +161,18 @@ function attrToMsg(name: string, a: Attr, ext: ExternalPlan | undefined, orig: M
 
 function nodeToMsg(n: Node, ext: ExternalPlan | undefined): Msg {
   const m: Msg = { ...(n._proto ?? {}) };
+  const generated = m.$unnamed; // a node without a name in the input keeps having none until it is renamed
   delete m.$unnamed;
   const ins = n.inputs.map((v) => (v ? v.name : ''));
   while (ins.length && ins[ins.length - 1] === '') ins.pop();
   m.input = ins;
   m.output = n.outputs.map((v) => (v ? v.name : ''));
-  m.name = n.name;
+  if (n.name !== generated) m.name = n.name;
   m.op_type = n.opType;
   if (n.domain !== '' || m.domain !== undefined) m.domain = n.domain;
-  m.attribute = [...n.attrs.entries()].map(([k, a]) => attrToMsg(k, a, ext, undefined));
+  const attrExtras = m.$attrs as Record<string, Msg> | undefined; // doc_string, unknown fields (see the reader)
+  delete m.$attrs;
+  m.attribute = [...n.attrs.entries()].map(([k, a]) => attrToMsg(k, a, ext, attrExtras?.[k]));
   return m;
 }
 
@@ -185,7 +188,14 @@ export function graphToMsg(g: Graph, ext?: ExternalPlan): Msg {
   m.node = nodes;
   m.name = g.name;
   m.initializer = g.initializers.map((v) => tensorToMsg(v.initializer!, ext));
-  const sparse = [...g.values()].filter((v) => v.sparseInitializer).map((v) => v.sparseInitializer!);
+  // sparse initializers as the reader listed them (Graph has no list of its own), under their current names
+  const sparseValues = (m.$sparse as Value[] | undefined) ?? [];
+  delete m.$sparse;
+  const sparse = sparseValues.filter((v) => v.sparseInitializer).map((v) => {
+    const sm = v.sparseInitializer!;
+    const vals = sm.values as Msg | undefined;
+    return vals === undefined || vals.name === v.name ? sm : { ...sm, values: { ...vals, name: v.name } };
+  });
   if (sparse.length) m.sparse_initializer = sparse;
   m.input = g.inputs.map(valueInfo);
   m.output = g.outputs.map(valueInfo);
@@ -197,7 +207,11 @@ export function modelToMsg(model: Model, ext?: ExternalPlan): Msg {
   // ext: where large tensors go (saveModel's data file), or KEEP_EXTERNAL for in-memory copies
   const m: Msg = { ...(model._proto ?? {}) };
   m.ir_version = model.irVersion;
-  m.opset_import = [...model.opsetImports.entries()].map(([domain, version]) => ({ domain, version }));
+  const opsets = [...model.opsetImports.entries()].map(([domain, version]) => ({ domain, version }));
+  const read = m.$opset_import as Msg[] | undefined; // as the reader found them (see decodeModel)
+  delete m.$opset_import;
+  const same = read !== undefined && read.length === opsets.length && read.every((o, i) => ((o.domain as string | undefined) ?? '').replace(/^ai\.onnx$/, '') === opsets[i]!.domain && ((o.version as number | undefined) ?? 0) === opsets[i]!.version);
+  m.opset_import = same ? read : opsets;
   if (model.producerName !== undefined) m.producer_name = model.producerName;
   if (model.producerVersion !== undefined) m.producer_version = model.producerVersion;
   if (model.domain !== undefined) m.domain = model.domain;
@@ -298,7 +312,10 @@ export function saveModel(model: Model, file: string, opts: WriteOptions = {}): 
   const { chunks, size } = encodeModelChunks(model, plan);
   if (size > PROTOBUF_LIMIT) throw new QccError('E_MODEL_TOO_LARGE', `the model is ${size} bytes even with external data`, { file });
   const dataFile = path.join(path.dirname(path.resolve(file)), location);
-  writeFileAtomic(dataFile, (fd) => {
+  // the data goes to a temporary name first and replaces the old data file only once the model file is written:
+  // a failure at any point leaves the previous model and data (or nothing) behind, never an orphan data file
+  const dataTmp = path.join(path.dirname(dataFile), `.${location}.${process.pid}.${Date.now()}.part`);
+  writeFileAtomic(dataTmp, (fd) => {
     let pos = 0;
     const zeros = new Uint8Array(plan.align);
     for (const p of plan.parts) {
@@ -311,7 +328,19 @@ export function saveModel(model: Model, file: string, opts: WriteOptions = {}): 
       pos += b.length;
     }
   });
-  clearExternalCache();
-  writeFileAtomic(file, chunks);
+  try {
+    writeFileAtomic(file, chunks);
+    fs.renameSync(dataTmp, dataFile);
+  } catch (e) {
+    try {
+      fs.unlinkSync(dataTmp);
+    } catch {
+      /* already gone */
+    }
+    if (e instanceof QccError) throw e;
+    throw new QccError('E_IO', `cannot write ${dataFile}: ${(e as Error).message}`, { file: dataFile });
+  } finally {
+    clearExternalCache();
+  }
   return { bytes: size, dataBytes: plan.size };
 }
