@@ -357,6 +357,33 @@ export class Rewriter {
     return c;
   }
 
+  /**
+   * Replaces node n by constants: each output keeps its Value (name, uses, graph-output role) and becomes an
+   * initializer of n's graph holding tensors[i]; n is erased. For Constant nodes and constant folding, where the
+   * value's name (often a weight's name) should survive.
+   */
+  replaceByInitializers(n: Node, tensors: readonly (Tensor | undefined)[]): Value[] {
+    const g = n._graph;
+    if (!g) throw new QccError('E_IR_MUTATION', `node ${n.name} is not in a graph`, { node: n.name });
+    n._outputs.forEach((o, i) => {
+      if (o && !tensors[i]) throw new QccError('E_IR_MUTATION', `replaceByInitializers: no tensor for output ${i} of ${n.name}`, { node: n.name });
+    });
+    const out: Value[] = [];
+    n._outputs.forEach((o, i) => {
+      if (!o) return;
+      const t = tensors[i]!.withName(o._name);
+      o._producer = null;
+      o._producerIndex = -1;
+      o._initializer = t;
+      if (o._type?.kind === 'tensor') o._type = { kind: 'tensor', dtype: t.dtype, shape: t.dims };
+      g._initializers.push(o);
+      out.push(o);
+    });
+    n._outputs.length = 0;
+    this.erase(n);
+    return out;
+  }
+
   addGraphInput(g: Graph, name: string, type: ValueType): Value {
     const v = new Value(g, this.claimName(name), type);
     g._inputs.push(v);

@@ -2,8 +2,20 @@
 
 import { QccError } from '../ir/errors.js';
 import type { Pass } from './pass.js';
+import { inferShapesPass } from './infer-shapes.js';
+import { constantToInitializer } from './constant-to-initializer.js';
+import { dce } from './dce.js';
+import { foldBatchnorm } from './fold-batchnorm.js';
+import { foldConstants } from './fold-constants.js';
+import { upgradeOpset } from './upgrade-opset.js';
 
 const PASSES: readonly Pass[] = [
+  inferShapesPass,
+  constantToInitializer,
+  upgradeOpset,
+  foldConstants,
+  foldBatchnorm,
+  dce,
   // (each pass file adds itself here)
 ];
 
