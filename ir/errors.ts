@@ -36,6 +36,7 @@ export type ErrorCode =
   // IR / passes
   | 'E_IR_VERIFY'
   | 'E_IR_MUTATION'
+  | 'E_IR_PARSE'
   | 'E_PASS_FAILED'
   | 'E_PASS_UNKNOWN'
   | 'E_PASS_OPTION'

@@ -50,6 +50,21 @@ function verifyGraph(g: Graph, out: Diagnostic[], visible: Set<Value>): void {
     def(v, 'initializer');
   }
   for (const v of g.values()) if (v.sparseInitializer) def(v, 'sparse initializer');
+  // per value, its recorded uses by node: scanning v.uses for every input was quadratic when one value feeds 100k nodes
+  const useIndex = new Map<Value, Map<Node, number[]>>();
+  const listsUse = (v: Value, n: Node, i: number): boolean => {
+    let idx = useIndex.get(v);
+    if (idx === undefined) {
+      idx = new Map();
+      for (const u of v.uses) {
+        const l = idx.get(u.node);
+        if (l) l.push(u.index);
+        else idx.set(u.node, [u.index]);
+      }
+      useIndex.set(v, idx);
+    }
+    return idx.get(n)?.includes(i) ?? false;
+  };
   let count = 0;
   let prev: Node | null = null;
   for (const n of g.nodes()) {
@@ -63,7 +78,7 @@ function verifyGraph(g: Graph, out: Diagnostic[], visible: Set<Value>): void {
         const why = v.producer && v.producer.graph === g ? 'is produced later (not topological)' : 'is not defined in scope';
         err(out, 'use-before-def', `input ${i} of ${n.name} ('${v.name}') ${why}`, { node: n.name, tensor: v.name });
       }
-      if (!v.uses.some((u) => u.node === n && u.index === i)) err(out, 'use-list', `'${v.name}' does not list its use by ${n.name}#${i}`, { node: n.name, tensor: v.name });
+      if (!listsUse(v, n, i)) err(out, 'use-list', `'${v.name}' does not list its use by ${n.name}#${i}`, { node: n.name, tensor: v.name });
     });
     for (const sg of n.subgraphs()) verifyGraph(sg, out, defined);
     n.outputs.forEach((v, i) => {

@@ -172,6 +172,12 @@ class Reader {
     if (typeof v === 'number') return v <= 0xffffffff ? v : Number(BigInt(v) & 0xffffffffn);
     return Number(v & 0xffffffffn);
   }
+
+  /** A length prefix: unlike varint32 it is never masked, so 2^32+k cannot pass for k (the caller checks the end). */
+  len(end: number, path: string): number {
+    const v = this.varint(end, path);
+    return typeof v === 'number' ? v : Number.MAX_SAFE_INTEGER;
+  }
 }
 
 function toSigned64(v: number | bigint): Int64 {
@@ -238,7 +244,7 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
     const expected = wireOf(f.kind);
     if (wire === WIRE_LEN && f.repeated && expected !== WIRE_LEN) {
       // packed repeated scalars (accepted whether or not the schema says packed)
-      const len = r.varint32(end, fpath);
+      const len = r.len(end, fpath);
       const stop = r.pos + len;
       if (stop > end) r.fail('E_ONNX_TRUNCATED', `packed field of ${len} bytes runs past the end of its message`, fpath, tagAt);
       let arr = msg[f.name] as unknown[] | undefined;
@@ -270,7 +276,7 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
     }
     let value: unknown;
     if (expected === WIRE_LEN) {
-      const len = r.varint32(end, fpath);
+      const len = r.len(end, fpath);
       const start = r.pos;
       const stop = start + len;
       if (stop > end) r.fail('E_ONNX_TRUNCATED', `field of ${len} bytes runs past the end of its message (${end - start} left)`, fpath, tagAt);
@@ -348,7 +354,7 @@ function skipField(r: Reader, wire: number, end: number, path: string, depth: nu
       r.pos += 4;
       return;
     case WIRE_LEN: {
-      const len = r.varint32(end, path);
+      const len = r.len(end, path);
       if (r.pos + len > end) r.fail('E_ONNX_TRUNCATED', `field of ${len} bytes runs past the end of its message`, path);
       r.pos += len;
       return;
