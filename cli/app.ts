@@ -15,6 +15,7 @@ import { canonicalize } from '../passes/canonicalize.js';
 import { dumpInstrument, PassManager, verifyInstrument, type PipelineResult } from '../passes/manager.js';
 import type { DiagnosticSink, Instrument } from '../passes/pass.js';
 import { allPasses, getPass } from '../passes/registry.js';
+import { ZOO, writeZooModel } from '../models/index.js';
 import { inspectModel, renderInspect } from './inspect.js';
 import { formatOf, readModel, writeModel } from './io.js';
 import { allPassFlags, collectPassOptions, describeOption, parsePipeline } from './pass-flags.js';
@@ -190,7 +191,41 @@ function program(argv: readonly string[], io: CliIo): Argv {
         wrote(io, a.out as string, writeModel(r.model, a.out as string, ext ? { externalData: ext } : {}));
       },
     )
-    .demandCommand(1, 'give a command: inspect, convert, passes or opt')
+    .command(
+      'zoo <name>',
+      'Reference models built by qcc itself: `qcc zoo list`, or `qcc zoo NAME -o FILE` (seeded synthetic weights)',
+      (y) =>
+        y
+          .positional('name', { type: 'string', describe: `list, or one of: ${ZOO.map((z) => z.name).join(', ')}`, demandOption: true })
+          .option('o', { alias: 'output', type: 'string', describe: 'output .onnx file' })
+          .option('opset', { type: 'number', describe: 'default-domain opset (CNNs 13..21, transformers 17..21)', defaultDescription: '21' })
+          .option('seed', { type: 'number', describe: 'weight seed', defaultDescription: '0' })
+          .option('external-data', { type: 'boolean', describe: 'store weights in <FILE>.data (always on for dit-xl2)' })
+          .option('json', { type: 'boolean', describe: 'with list: print the zoo as JSON' }),
+      async (a) => {
+        const name = a.name as string;
+        if (name === 'list') {
+          if (a.json) {
+            io.out(`${JSON.stringify(ZOO, null, 2)}\n`);
+            return;
+          }
+          const w = Math.max(...ZOO.map((z) => z.name.length));
+          const rows = ZOO.map((z) => `${z.name.padEnd(w)}  ${z.params.toLocaleString('en-US').padStart(11)} params  ${z.summary}`);
+          io.out(`${rows.join('\n')}\n`);
+          return;
+        }
+        const out = a.o as string | undefined;
+        if (!out) throw new QccError('E_USAGE', `qcc zoo ${name} needs -o FILE`);
+        const t0 = performance.now();
+        const r = await writeZooModel(name, out, {
+          ...(a.opset !== undefined ? { opset: a.opset } : {}),
+          ...(a.seed !== undefined ? { seed: a.seed } : {}),
+          ...(a['external-data'] ? { externalData: true } : {}),
+        });
+        io.err(`qcc: wrote ${out}: ${name}, ${r.params.toLocaleString('en-US')} parameters, ${r.bytes.toLocaleString('en-US')} bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      },
+    )
+    .demandCommand(1, 'give a command: inspect, convert, passes, opt or zoo')
     .recommendCommands()
     .wrap(Math.min(120, process.stdout.columns ?? 100));
 }

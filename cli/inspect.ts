@@ -15,7 +15,8 @@
 //   subgraphCount   graphs held in node attributes (If/Loop/Scan bodies), at any depth
 //   ops             [{ op, count }] over all graphs, sorted by count (descending) then name; ops outside the
 //                   default domain are domain-qualified ("com.microsoft.MatMulNBits")
-//   parameters      constant tensors: initializers of every graph plus the tensors of ai.onnx Constant nodes
+//   parameters      learnable: countParams() (initializers minus BN statistics, Q/DQ parameters, shape constants);
+//                   the rest describes all constant tensors: initializers of every graph plus the tensors of ai.onnx Constant nodes
 //                   (value / value_float(s) / value_int(s) / value_string(s)):
 //     count, bytes, tensors     totals (elements, raw bytes (strings: their byte lengths), tensor count)
 //     externalBytes             bytes stored in external data files (counted from the declared length, not read)
@@ -23,6 +24,7 @@
 //     initializers, constants   { tensors, count, bytes } for each source
 
 import type { Graph, Model, Shape, Tensor, Value } from '../ir/ir.js';
+import { countParams } from '../ir/params.js';
 import { formatType } from '../ir/print.js';
 import { constantTensor } from '../passes/constant-to-initializer.js';
 
@@ -52,6 +54,8 @@ export interface InspectReport {
   readonly subgraphCount: number;
   readonly ops: { op: string; count: number }[];
   readonly parameters: TensorTotals & {
+    /** learnable parameters (ir/params.ts countParams): no BN running statistics, Q/DQ parameters or shape constants */
+    learnable: number;
     externalBytes: number;
     byDtype: ({ dtype: string } & TensorTotals)[];
     initializers: TensorTotals;
@@ -132,6 +136,7 @@ export function inspectModel(m: Model, file: string, format: 'onnx' | 'qir'): In
     ops: [...ops.entries()].map(([op, count]) => ({ op, count })).sort((a, b) => b.count - a.count || (a.op < b.op ? -1 : a.op > b.op ? 1 : 0)),
     parameters: {
       ...total(inits, consts),
+      learnable: countParams(m),
       externalBytes,
       byDtype: [...byDtype.entries()].map(([dtype, t]) => ({ dtype, ...t })).sort((a, b) => b.bytes - a.bytes || (a.dtype < b.dtype ? -1 : 1)),
       initializers: inits,
@@ -175,7 +180,8 @@ export function renderInspect(r: InspectReport): string {
     ['producer', [r.producer.name, r.producer.version].filter((x) => x).join(' ') || '(none)'],
     ['graph', r.graph],
     ['nodes', `${int(r.nodeCount)}${r.subgraphCount ? ` (${r.subgraphCount} subgraph${r.subgraphCount === 1 ? '' : 's'})` : ', no subgraphs'}`],
-    ['parameters', `${int(p.count)} elements, ${humanBytes(p.bytes)} in ${int(p.tensors)} tensors${p.externalBytes ? ` (${humanBytes(p.externalBytes)} external)` : ''}`],
+    ['parameters', `${int(p.learnable)} learnable (excludes BN running statistics, Q/DQ scales, shape constants)`],
+    ['constants', `${int(p.count)} elements, ${humanBytes(p.bytes)} in ${int(p.tensors)} tensors${p.externalBytes ? ` (${humanBytes(p.externalBytes)} external)` : ''}`],
   ];
   const out = table(head);
   const section = (title: string, rows: string[][]): void => {

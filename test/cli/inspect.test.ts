@@ -72,7 +72,9 @@ describe('qcc inspect', () => {
       { op: 'com.microsoft.Gelu', count: 1 },
     ]);
     // w 216 + b 8 + shape 2 (i64) + the Constant's 2: 228 elements, 216*4 + 8*4 + 2*8 + 2*4 = 920 bytes
+    // learnable: w 216 + b 8; the i64 shape and the Constant's tensor are not parameters
     assert.deepEqual(j.parameters, {
+      learnable: 224,
       tensors: 4,
       count: 228,
       bytes: 920,
@@ -95,7 +97,8 @@ describe('qcc inspect', () => {
     const lines = r.stdout.split('\n');
     assert.ok(lines.includes('opsets      ai.onnx 17, com.microsoft 1'), r.stdout);
     assert.ok(lines.includes('nodes       9 (2 subgraphs)'), r.stdout);
-    assert.ok(lines.includes('parameters  228 elements, 920 B in 4 tensors'), r.stdout);
+    assert.ok(lines.includes('parameters  224 learnable (excludes BN running statistics, Q/DQ scales, shape constants)'), r.stdout);
+    assert.ok(lines.includes('constants   228 elements, 920 B in 4 tensors'), r.stdout);
     assert.ok(lines.includes('  x  f32[N,3,4,4]'), r.stdout);
     assert.ok(lines.includes('  f32                    226  904 B  3'), r.stdout);
     assert.ok(lines.includes('  Relu                2'), r.stdout);
