@@ -1,11 +1,12 @@
 // Runs the benchmarks in bench/ and prints Markdown; --write replaces their sections in bench/RESULTS.md.
-// Usage: node dist/bench/run.js [--only io,conformance] [--reps N] [--write]
+// Usage: node dist/bench/run.js [--only io,zoo,conformance] [--reps N] [--write]
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IO_HEADING, runIoBench } from './io.js';
+import { ZOO_HEADING, runZooBench } from './zoo.js';
 
 interface Bench {
   id: string;
@@ -18,6 +19,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 const BENCHES: Bench[] = [
   { id: 'io', heading: IO_HEADING, run: (o) => runIoBench({ reps: o.reps }) },
+  { id: 'zoo', heading: ZOO_HEADING, run: () => runZooBench({}) },
   {
     id: 'conformance',
     heading: '## Conformance (libonnx-testdata)',
