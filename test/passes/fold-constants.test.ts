@@ -12,10 +12,8 @@ import { DEFAULT_MAX_BYTES, foldConstants } from '../../passes/fold-constants.js
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { diagnosticSink } from '../../passes/pass.js';
 import { modelBytes, node, ONNX, vi } from '../util/onnx-msg.js';
+import { graphText } from '../util/graph.js';
 
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 async function fold(m: Model, options: Record<string, number> = {}): Promise<PipelineResult> {
   return new PassManager([foldConstants]).run(m, { options: { 'fold-constants': options }, instruments: [verifyInstrument()] });

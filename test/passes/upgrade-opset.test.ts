@@ -12,25 +12,14 @@ import { verify } from '../../ir/verify.js';
 import { PassManager, verifyInstrument } from '../../passes/manager.js';
 import { HISTORY, upgradeOpset } from '../../passes/upgrade-opset.js';
 import { feedsFor, hasTestdata, listTestDirs, loadTestDir } from '../util/testdata.js';
+import { mulberry32 as prng } from '../../ir/random.js';
+import { graphText } from '../util/graph.js';
 
 /** Converted model vs reference: |got - want| <= RTOL*|want| + ATOL elementwise (ATOL covers values near 0). */
 const RTOL = 1e-5;
 const ATOL = 1e-6;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function graphText(g: Graph): string[] {
-  return g.nodeArray().map((n) => `${n.outputs.map((o) => o?.name ?? '').join(',')} = ${n.opType}(${n.inputs.map((v) => v?.name ?? '').join(', ')})`);
-}
 
 async function session(bytes: Uint8Array): Promise<ort.InferenceSession | string> {
   try {
