@@ -47,6 +47,12 @@ export interface ActivationPlan {
    * into the quantization range. Calibrated ranges are intersected with it.
    */
   readonly clamp?: { readonly min?: number; readonly max?: number };
+  /**
+   * Reuse the QParams of this other planned tensor instead of calibrating this one (set by a target for tensors
+   * behind value-preserving ops such as MaxPool/Reshape/Transpose: ORT drops DQ->op->Q only when both sides have
+   * identical scale and zero point). Optional: calibrating it independently is still correct, only slower.
+   */
+  readonly sameAs?: string;
 }
 
 /** Weight quantization request: an initializer read by one node input. */
