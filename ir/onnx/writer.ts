@@ -176,6 +176,16 @@ function nodeToMsg(n: Node, ext: ExternalPlan | undefined): Msg {
   return m;
 }
 
+/**
+ * A tensor type without an element type would be written as elem_type 0, which onnxruntime refuses ("Invalid tensor
+ * data type 0"): such inferred-but-incomplete annotations are left out (an annotation read from the file is kept as is).
+ */
+function annotatable(v: Value): boolean {
+  const t = v.type;
+  if (t === undefined || t.kind !== 'tensor' || t.dtype !== undefined) return true;
+  return t === v._protoType;
+}
+
 export function graphToMsg(g: Graph, ext?: ExternalPlan): Msg {
   const m: Msg = { ...(g._proto ?? {}) };
   const valueInfos: Msg[] = [];
@@ -183,7 +193,7 @@ export function graphToMsg(g: Graph, ext?: ExternalPlan): Msg {
   const nodes: Msg[] = [];
   for (const n of g.nodes()) {
     nodes.push(nodeToMsg(n, ext));
-    for (const o of n.outputs) if (o && !io.has(o) && (o.type !== undefined || o._proto !== undefined)) valueInfos.push(valueInfo(o));
+    for (const o of n.outputs) if (o && !io.has(o) && (o.type !== undefined || o._proto !== undefined) && annotatable(o)) valueInfos.push(valueInfo(o));
   }
   m.node = nodes;
   m.name = g.name;

@@ -32,3 +32,17 @@ test('a clone is independent in structure and shares tensor bytes', () => {
   assert.notEqual(c.graph.findNode('mm'), m.graph.findNode('mm'));
   assert.deepEqual(c.graph.inputs[0]!.shape, [{ param: 'N' }, 4]);
 });
+
+test('an inferred type without an element type is not written as elem_type 0 (ORT refuses that)', async () => {
+  const { createSession } = await import('../../ir/ort.js');
+  const { decodeModel } = await import('../../ir/onnx/reader.js');
+  const b = new GraphBuilder('g', { opset: 21 });
+  const x = b.input('x', 'f32', [2]);
+  const r = b.op('Relu', [x], { name: 'relu' });
+  b.output(b.op('Neg', [r], { name: 'neg' }));
+  const m = b.build();
+  new Rewriter(m.graph).setType(r, { kind: 'tensor', dtype: undefined, shape: [2] });
+  const bytes = encodeModel(m);
+  assert.equal(decodeModel(bytes).graph.findValue(r.name)!.type, undefined);
+  await createSession(bytes); // would throw E_ORT: Invalid tensor data type 0
+});

@@ -1,0 +1,798 @@
+// Activation calibration: streaming statistics from one onnxruntime pass, calibrators (minmax, percentile, entropy, mse) and scale/zero-point selection.
+//
+// collectStatistics() builds ONE copy of the model whose outputs are what the statistics need (per tensor its
+// in-graph ReduceMin/ReduceMax, and the tensor itself only when a histogram calibrator asks for one; dead nodes
+// removed), opens ONE onnxruntime session and runs the calibration data through it batch by batch. Each tensor
+// keeps min/max and, when needed, a StreamingHistogram (histogram.ts: 2x2048 bins, range doubling by exact pair
+// merges). Memory is therefore fixed per tensor (32 KiB) whatever the number of samples, the model runs once over
+// the data, and each batch's outputs are dropped as soon as they are counted.
+//
+// Calibrators (computeRange), for symmetric quantization (TensorRT: zero point 0) on the histogram of |x|:
+//   minmax      T = max |x|.
+//   percentile  T = the p-th percentile of |x| (default p = 99.99), linear inside the bin.
+//   entropy     TensorRT's KL-divergence search (Migacz, "8-bit Inference with TensorRT", GTC 2017): for each
+//               candidate i = 128 .. n bins, P = the first i bins with the mass beyond folded into bin i-1,
+//               Q = the first i bins (without that mass) merged into `levels` groups (128 for 8-bit types) and
+//               expanded back uniformly over the bins where P is non-zero; both smoothed (zero bins get
+//               eps = 1e-4 counts taken from the non-zero ones, as MXNet's `_smooth_distribution` and ORT's
+//               `smooth_distribution` do); T = i·w for the i minimising KL(P||Q).
+//               Details chosen among the published variants: group g holds bins k with floor(k·levels/i) = g
+//               (equal group sizes, as NVIDIA's pytorch-quantization; MXNet/ORT give the remainder to the last
+//               group), bin 0 is replaced by bin 1 before the search (pytorch-quantization: the spike of exact
+//               zeros after ReLU would otherwise dominate P), and the first minimum wins.
+//   mse         T minimising the expected squared quantization error over the histogram: each bin's elements
+//               are taken as uniform inside it and the error (rounding below T, clipping above) is integrated
+//               exactly on the target type's grid (uniform for integers with 127 / 32767 / 7 levels per side,
+//               the E4M3 value set times T/448 for fp8). Candidates: every bin edge from bin 128 on, searched
+//               with a stride then refined at single-bin resolution.
+// For asymmetric quantization (ORT's uint8 activations) the range is [min, max] with 0 always included (ONNX
+// needs zero representable): percentile cuts (100-p)/2 % from each tail of the signed histogram (ORT's
+// convention); entropy runs the search on each sign's magnitude histogram separately (128 levels per side, 256
+// when the other side is empty); mse scales the [min, max] range by the factor a in (0, 1] that minimises the
+// error on the uint8 grid with its zero point (a one-dimensional search that handles both tails at once).
+// A plan's `clamp` (Relu, Clip absorbed into the range) clamps the distribution before any calibrator runs.
+//
+// Histograms are only built for tensors whose plans need one (anything but minmax); computeRange refuses a
+// histogram calibrator on statistics collected without it.
+
+import { cloneModel } from '../../ir/clone.js';
+import { dtypeToOnnx, isFloat } from '../../ir/dtype.js';
+import { QccError } from '../../ir/errors.js';
+import type { Tensor, Value } from '../../ir/ir.js';
+import type { Model } from '../../ir/ir.js';
+import { decodeF16, decodeFloat8E4M3FN, FP8_MAX, isIntQuantDType, roundHalfEven, saturationRange } from '../../ir/numerics.js';
+import { createSession, run, type Feeds, type OrtTensor } from '../../ir/ort.js';
+import { Rewriter } from '../../ir/rewriter.js';
+import { dce } from '../dce.js';
+import type { CalibrationData } from './calib-data.js';
+import { HIST_BINS, histQuantile, StreamingHistogram, usedBins } from './histogram.js';
+import type { ActivationPlan, QDType, QParams, Range, TensorQuant } from './types.js';
+
+export type { Feeds } from '../../ir/ort.js';
+export * from './calib-data.js';
+export { StreamingHistogram, HIST_BINS } from './histogram.js';
+
+/** Statistics of one tensor over the calibration data. */
+export interface TensorStats {
+  readonly tensor: string;
+  /** Finite elements seen. */
+  readonly count: number;
+  /** NaN and ±Infinity elements seen (left out of min, max and the histogram). */
+  readonly nonFinite: number;
+  /** Smallest / largest finite element (+Infinity / -Infinity when there was none). */
+  readonly min: number;
+  readonly max: number;
+  /** Present when a plan for this tensor uses a histogram calibrator. */
+  readonly histogram?: StreamingHistogram;
+}
+
+/** Percentile used when a plan does not give one. */
+export const DEFAULT_PERCENTILE = 99.99;
+/** First candidate bin of the entropy and mse searches (TensorRT's 128 of 2048). */
+export const SEARCH_START_BIN = 128;
+/** Smoothing mass of the entropy search (MXNet / ORT). */
+export const KL_EPS = 1e-4;
+/**
+ * Smallest scale qparamsFor returns (2^-64 ≈ 5.4e-20: a normal float32 whose reciprocal is finite). A tensor that
+ * was exactly zero on every calibration sample (or had no finite value) gets this scale: zero stays exact and
+ * anything else saturates, which is what the calibration data supports.
+ */
+export const MIN_SCALE = 2 ** -64;
+const F32_MAX = 3.4028234663852886e38;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statistics
+
+/** min/max without a histogram: one branch-free accumulation finds NaN/Inf, a slow path only then. */
+class MinMaxStats implements TensorStats {
+  count = 0;
+  nonFinite = 0;
+  min = Infinity;
+  max = -Infinity;
+  constructor(readonly tensor: string) {}
+
+  add(d: Float32Array | Float64Array): void {
+    const n = d.length;
+    let mn = this.min;
+    let mx = this.max;
+    let poison = 0;
+    for (let k = 0; k < n; k++) {
+      const v = d[k]!;
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+      poison += v * 0; // NaN as soon as one element is NaN or infinite
+    }
+    if (poison === 0) {
+      this.min = mn;
+      this.max = mx;
+      this.count += n;
+      return;
+    }
+    mn = this.min;
+    mx = this.max;
+    let bad = 0;
+    for (let k = 0; k < n; k++) {
+      const v = d[k]!;
+      if (v - v !== 0) {
+        bad++;
+        continue;
+      }
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+    }
+    this.min = mn;
+    this.max = mx;
+    this.count += n - bad;
+    this.nonFinite += bad;
+  }
+
+  /** One batch reduced in-graph: its min, max and element count (a non-finite min or max drops the batch). */
+  addReduced(min: number, max: number, size: number): void {
+    if (!(Number.isFinite(min) && Number.isFinite(max))) {
+      this.nonFinite += size;
+      return;
+    }
+    if (min < this.min) this.min = min;
+    if (max > this.max) this.max = max;
+    this.count += size;
+  }
+}
+
+class HistStats implements TensorStats {
+  readonly histogram = new StreamingHistogram(HIST_BINS);
+  constructor(readonly tensor: string) {}
+  get count(): number {
+    return this.histogram.total;
+  }
+  get nonFinite(): number {
+    return this.histogram.nonFinite;
+  }
+  get min(): number {
+    return this.histogram.min;
+  }
+  get max(): number {
+    return this.histogram.max;
+  }
+  add(d: Float32Array | Float64Array): void {
+    this.histogram.add(d);
+  }
+}
+
+type Collector = MinMaxStats | HistStats;
+
+/** Float elements of an ORT tensor (float16 decoded to float32); refuses other element types. */
+function floatData(name: string, t: OrtTensor): Float32Array | Float64Array {
+  switch (t.type) {
+    case 'float32':
+      return t.data as Float32Array;
+    case 'float64':
+      return t.data as Float64Array;
+    case 'float16': {
+      const d = t.data as unknown;
+      if (d instanceof Uint16Array) return decodeF16(d);
+      return Float32Array.from(d as ArrayLike<number>);
+    }
+    default:
+      throw new QccError('E_UNSUPPORTED', `cannot calibrate '${name}': its elements are ${t.type}, not floating point`, { tensor: name });
+  }
+}
+
+/** The value of a scalar output: a float reduction (refusing integer tensors) or an int64 Size. */
+function scalar(name: string, t: OrtTensor | undefined, kind: 'float' | 'int64'): number {
+  if (!t) throw new QccError('E_ORT', `onnxruntime did not return the statistics of '${name}'`, { tensor: name });
+  if (kind === 'int64') return Number((t.data as BigInt64Array)[0]);
+  return floatData(name, t)[0]!;
+}
+
+function tensorFloatData(t: Tensor): Float32Array | Float64Array {
+  switch (t.dtype) {
+    case 'f32':
+      return t.typed() as Float32Array;
+    case 'f64':
+      return t.typed() as Float64Array;
+    case 'f16':
+      return decodeF16(t.typed() as Uint16Array);
+    default:
+      throw new QccError('E_UNSUPPORTED', `cannot calibrate initializer '${t.name}' of type ${t.dtype}`, { tensor: t.name });
+  }
+}
+
+function samplesIn(feeds: Feeds): number {
+  for (const t of Object.values(feeds)) return t.dims.length > 0 ? Number(t.dims[0]) : 1;
+  return 1;
+}
+
+/** Output names of the calibration model for one computed tensor. */
+interface Probe {
+  readonly tensor: string;
+  readonly collector: Collector;
+  readonly min: string;
+  readonly max: string;
+  /** Element count (minmax-only tensors, whose data does not leave onnxruntime). */
+  readonly size?: string;
+  /** The tensor itself (histogram tensors). */
+  readonly data?: string;
+}
+
+/**
+ * Runs the calibration data once through a copy of `model` that outputs what the statistics need, and returns
+ * the statistics of every requested tensor (keyed by tensor name).
+ *
+ * The copy computes each tensor's minimum and maximum in-graph (ReduceMin / ReduceMax, vectorized in
+ * onnxruntime); only tensors that need a histogram are handed to JS, where the known range lets one branch-free
+ * pass bin them. Graph inputs are measured from the feeds and initializers from their data.
+ * Non-finite values: histogram tensors count NaN and ±Infinity exactly and leave them out. For minmax-only
+ * tensors a batch whose minimum or maximum is not finite is left out whole, its elements counted in nonFinite.
+ * `exclude(feeds, i)` skips batch i (it still counts towards progress).
+ */
+export async function collectStatistics(
+  model: Model,
+  requests: readonly ActivationPlan[],
+  data: CalibrationData,
+  o: { onProgress?: (done: number, total: number) => void; exclude?: (feeds: Feeds, index: number) => boolean } = {},
+): Promise<Map<string, TensorStats>> {
+  const wantsHist = new Map<string, boolean>();
+  for (const p of requests) {
+    checkPlan(p);
+    wantsHist.set(p.tensor, (wantsHist.get(p.tensor) ?? false) || p.calibrator !== 'minmax');
+  }
+  const g = model.graph;
+  const collectors = new Map<string, Collector>();
+  const fromFeeds: string[] = [];
+  const computed: { name: string; hist: boolean; collector: Collector }[] = [];
+  for (const [name, hist] of wantsHist) {
+    const v = g.findValue(name);
+    if (!v) throw new QccError('E_USAGE', `cannot calibrate '${name}': the model's main graph has no such tensor`, { tensor: name });
+    if (v.dtype !== undefined && !isFloat(v.dtype)) {
+      throw new QccError('E_UNSUPPORTED', `cannot calibrate '${name}': its elements are ${v.dtype}, not floating point`, { tensor: name });
+    }
+    const c = hist ? new HistStats(name) : new MinMaxStats(name);
+    collectors.set(name, c);
+    if (v.isGraphInput) fromFeeds.push(name);
+    else if (v.initializer) c.add(tensorFloatData(v.initializer));
+    else computed.push({ name, hist, collector: c });
+  }
+
+  let session: Awaited<ReturnType<typeof createSession>> | undefined;
+  let probes: Probe[] = [];
+  let fetch: string[] = [];
+  if (computed.length > 0) {
+    const built = probeModel(model, computed);
+    probes = built.probes;
+    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : [])]);
+    session = await createSession(built.model, { optimization: 'all' });
+  }
+  try {
+    let done = 0;
+    let index = 0;
+    const total = data.samples;
+    for await (const feeds of data.batches()) {
+      const n = samplesIn(feeds);
+      if (!o.exclude?.(feeds, index)) {
+        for (const name of fromFeeds) {
+          const t = feeds[name];
+          if (!t) throw new QccError('E_USAGE', `calibration data has no input '${name}'`, { tensor: name });
+          collectors.get(name)!.add(floatData(name, t));
+        }
+        if (session) {
+          const out = await run(session, feeds, fetch);
+          for (const p of probes) {
+            const mn = scalar(p.tensor, out[p.min], 'float');
+            const mx = scalar(p.tensor, out[p.max], 'float');
+            const finite = Number.isFinite(mn) && Number.isFinite(mx);
+            const c = p.collector;
+            if (c instanceof HistStats) {
+              const t = out[p.data!];
+              if (!t) throw new QccError('E_ORT', `onnxruntime did not return '${p.tensor}'`, { tensor: p.tensor });
+              const d = floatData(p.tensor, t);
+              if (finite) c.histogram.addWithRange(d, mn, mx);
+              else c.histogram.add(d); // exact path: counts and skips every non-finite element
+            } else {
+              c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
+            }
+          }
+        }
+      }
+      index++;
+      done += n;
+      o.onProgress?.(Math.min(done, total), total);
+    }
+  } finally {
+    await session?.release();
+  }
+  return collectors as Map<string, TensorStats>;
+}
+
+/**
+ * A copy of the model whose outputs are, per computed tensor, ReduceMin and ReduceMax of it (keepdims 0, all
+ * axes) plus Size (minmax) or the tensor itself (histograms); what no longer feeds an output is removed.
+ */
+function probeModel(model: Model, tensors: readonly { name: string; hist: boolean; collector: Collector }[]): { model: Model; probes: Probe[] } {
+  const c = cloneModel(model);
+  const g = c.graph;
+  const rw = new Rewriter(g);
+  // a value typed "tensor of unknown element type" is written as elem_type 0, which onnxruntime refuses: leave
+  // such values untyped (onnxruntime infers them)
+  for (const v of [...g.values()]) {
+    const t = v.type;
+    if (t?.kind === 'tensor' && t.dtype === undefined && !v.isGraphInput) rw.setType(v, undefined);
+  }
+  const outs: Value[] = [];
+  const probes: Probe[] = [];
+  const keep0 = { keepdims: { type: 'int' as const, value: 0 } };
+  for (const t of tensors) {
+    const v = g.findValue(t.name)!;
+    // reductions in float32 whatever the tensor's float type (onnxruntime's CPU reductions lack float16 kernels)
+    let r = v;
+    if (v.dtype !== undefined && v.dtype !== 'f32') {
+      const cast = rw.createNode('Cast', [v], { name: rw.freshName('qcc_calib_Cast'), attrs: { to: { type: 'int', value: dtypeToOnnx('f32') } } });
+      rw.append(g, cast);
+      r = cast.outputs[0]!;
+    }
+    const add = (op: string, attrs: Record<string, { type: 'int'; value: number }> = {}): string => {
+      const n = rw.createNode(op, [r], { name: rw.freshName(`qcc_calib_${op}`), attrs });
+      rw.append(g, n);
+      const o = n.outputs[0]!;
+      outs.push(o);
+      return o.name;
+    };
+    const min = add('ReduceMin', keep0);
+    const max = add('ReduceMax', keep0);
+    if (t.hist) {
+      outs.push(v);
+      probes.push({ tensor: t.name, collector: t.collector, min, max, data: v.name });
+    } else {
+      probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size') });
+    }
+  }
+  rw.setGraphOutputs(g, [...new Set(outs)]);
+  dce.run(c);
+  return { model: c, probes };
+}
+
+function checkPlan(p: ActivationPlan): void {
+  if (p.calibrator === 'percentile' && p.percentile !== undefined && !(p.percentile > 0 && p.percentile <= 100)) {
+    throw new QccError('E_USAGE', `percentile must be in (0, 100], not ${p.percentile}`, { tensor: p.tensor });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Calibrators
+
+/** Number of quantization levels on one side of zero, and the grid, for a quantized type. */
+interface Grid {
+  /** Largest grid point (in units of the scale): 127 for int8, 448 for E4M3. */
+  readonly top: number;
+  /** ∫_0^y (t - q(t))² dt in units of the scale, q rounding to the grid and clipping at 0 and `top`. */
+  G(y: number): number;
+}
+
+/** Grid 0, 1, ..., top (integers). */
+function uniformGrid(top: number): Grid {
+  return {
+    top,
+    G(y: number): number {
+      if (y <= 0) return (y * y * y) / 3; // below the grid: clipped to 0
+      if (y >= top) {
+        const d = y - top;
+        return top / 12 + (d * d * d) / 3;
+      }
+      // sawtooth: e = y - round(y); each whole period contributes 1/12
+      const u = y + 0.5;
+      const k = Math.floor(u);
+      const r = u - k - 0.5;
+      return k / 12 + (r * r * r + 0.125) / 3 - 1 / 24;
+    },
+  };
+}
+
+/** Grid of sorted non-negative points (e.g. every positive E4M3 value), with cumulative integrals. */
+function tableGrid(points: Float64Array): Grid {
+  const n = points.length;
+  const cum = new Float64Array(n);
+  for (let k = 1; k < n; k++) {
+    const d = points[k]! - points[k - 1]!;
+    cum[k] = cum[k - 1]! + (d * d * d) / 12;
+  }
+  const top = points[n - 1]!;
+  return {
+    top,
+    G(y: number): number {
+      if (y <= 0) return (y * y * y) / 3;
+      if (y >= top) {
+        const d = y - top;
+        return cum[n - 1]! + (d * d * d) / 3;
+      }
+      let lo = 0;
+      let hi = n - 1; // points[lo] <= y < points[hi]
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (points[mid]! <= y) lo = mid;
+        else hi = mid;
+      }
+      const a = points[lo]!;
+      const b = points[hi]!;
+      const d = b - a;
+      const m = a + d / 2;
+      if (y <= m) {
+        const e = y - a;
+        return cum[lo]! + (e * e * e) / 3;
+      }
+      const e = y - b;
+      return cum[lo]! + (d * d * d) / 24 + (e * e * e + (d * d * d) / 8) / 3;
+    },
+  };
+}
+
+let e4m3Grid: Grid | undefined;
+function fp8Grid(): Grid {
+  if (!e4m3Grid) {
+    const pts = new Float64Array(0x7f);
+    for (let c = 0; c < 0x7f; c++) pts[c] = decodeFloat8E4M3FN(c); // 0 .. 448, increasing
+    e4m3Grid = tableGrid(pts);
+  }
+  return e4m3Grid;
+}
+
+function intRange(d: QDType): { min: number; max: number } {
+  if (!isIntQuantDType(d)) throw new QccError('E_UNSUPPORTED', `no integer range for ${d}`);
+  return saturationRange(d);
+}
+
+/** Grid of magnitudes used for symmetric quantization of `d`. */
+function symmetricGrid(d: QDType): Grid {
+  if (d === 'fp8e4m3') return fp8Grid();
+  const r = intRange(d);
+  return uniformGrid(r.min < 0 ? r.max : r.max);
+}
+
+/** Bits of a quantized type (levels for the entropy search). */
+function typeBits(d: QDType): number {
+  switch (d) {
+    case 'i4':
+    case 'u4':
+      return 4;
+    case 'i16':
+    case 'u16':
+      return 16;
+    default:
+      return 8;
+  }
+}
+
+/**
+ * TensorRT's KL-divergence threshold search on a magnitude histogram (see the file comment for the exact
+ * variant). Returns the number of bins i kept below the threshold (threshold = i · width); `counts.length`
+ * (well, the used bins) when nothing should be clipped.
+ *
+ * Cost: O(n · (levels + 8)) instead of the naive O(n²): the cross term Σ p' log q' is constant on each group
+ * (prefix sums), and the self term Σ (h - e) log(h - e) over the non-zero bins comes from prefix sums of
+ * h log h, log h and 1/h^m through the series (h-e)log(h-e) = h log h - e(log h + 1) + Σ_{m≥2} e^m / (m(m-1) h^(m-1)),
+ * exact to ~1e-9 relative since e = eps·zeros/nonzeros <= 0.2 and non-zero counts are >= 1.
+ */
+export function klThreshold(countsIn: Float64Array, levels: number, start = SEARCH_START_BIN): number {
+  const h = new Float64Array(countsIn);
+  if (h.length > 1) h[0] = h[1]!;
+  const n = usedBins(h);
+  if (n <= start || levels >= n) return Math.max(n, 1);
+  const T = 8; // series terms 1/h^1 .. 1/h^T
+  const H = new Float64Array(n + 1);
+  const NZ = new Float64Array(n + 1);
+  const FL = new Float64Array(n + 1);
+  const LG = new Float64Array(n + 1);
+  const INV: Float64Array[] = [];
+  for (let t = 0; t < T; t++) INV.push(new Float64Array(n + 1));
+  for (let k = 0; k < n; k++) {
+    const c = h[k]!;
+    H[k + 1] = H[k]! + c;
+    if (c !== 0) {
+      const lc = Math.log(c);
+      NZ[k + 1] = NZ[k]! + 1;
+      FL[k + 1] = FL[k]! + c * lc;
+      LG[k + 1] = LG[k]! + lc;
+      let ip = 1;
+      for (let t = 0; t < T; t++) {
+        ip /= c;
+        INV[t]![k + 1] = INV[t]![k]! + ip;
+      }
+    } else {
+      NZ[k + 1] = NZ[k]!;
+      FL[k + 1] = FL[k]!;
+      LG[k + 1] = LG[k]!;
+      for (let t = 0; t < T; t++) INV[t]![k + 1] = INV[t]![k]!;
+    }
+  }
+  const total = H[n]!;
+  const logEps = Math.log(KL_EPS);
+  const gG = new Float64Array(levels);
+  const gNorm = new Float64Array(levels);
+  const gP = new Float64Array(levels);
+  const gSize = new Float64Array(levels);
+  const xlogx = (x: number): number => (x > 0 ? x * Math.log(x) : x === 0 ? 0 : NaN);
+  let best = n;
+  let bestKl = Infinity;
+  for (let i = start; i <= n; i++) {
+    const last = i - 1;
+    const hl = h[last]!;
+    const outl = total - H[i]!;
+    const pl = hl + outl;
+    const nnz = NZ[last]! + (pl !== 0 ? 1 : 0);
+    const nz = i - nnz;
+    const e = (KL_EPS * nz) / nnz;
+    // self term A = Σ p' log p'
+    const cnt = NZ[last]!;
+    let A = FL[last]! - e * (LG[last]! + cnt);
+    let em = e;
+    for (let t = 0; t < T; t++) {
+      em *= e;
+      const m = t + 2;
+      A += (em / (m * (m - 1))) * INV[t]![last]!;
+    }
+    if (pl !== 0) A += xlogx(pl - e);
+    A += nz * KL_EPS * logEps;
+    // q: groups g = bins k with floor(k·levels/i) = g, i.e. [ceil(g·i/levels), ceil((g+1)·i/levels))
+    let nzq = 0;
+    let a = 0;
+    for (let g = 0; g < levels; g++) {
+      const b = g === levels - 1 ? i : Math.ceil(((g + 1) * i) / levels);
+      const G = H[b]! - H[a]!;
+      let norm = NZ[b]! - NZ[a]!;
+      let P = G;
+      if (b === i) {
+        norm += (pl !== 0 ? 1 : 0) - (hl !== 0 ? 1 : 0);
+        P += outl;
+      }
+      gG[g] = G;
+      gNorm[g] = norm;
+      gP[g] = P;
+      gSize[g] = b - a;
+      nzq += G > 0 ? b - a - norm : b - a;
+      a = b;
+    }
+    const nnzq = i - nzq;
+    if (nnzq === 0) continue;
+    const eq = (KL_EPS * nzq) / nnzq;
+    let C = 0;
+    let zerosLogEps = 0; // Σ eps·(bins where p = 0) and the mass of all-zero-q groups, times log eps at the end
+    let ok = true;
+    for (let g = 0; g < levels; g++) {
+      const G = gG[g]!;
+      const norm = gNorm[g]!;
+      const P = gP[g]!;
+      const zerosP = gSize[g]! - norm;
+      if (G > 0) {
+        const qv = G / norm - eq;
+        if (!(qv > 0)) {
+          ok = false;
+          break;
+        }
+        C += (P - e * norm) * Math.log(qv);
+        zerosLogEps += KL_EPS * zerosP;
+      } else {
+        zerosLogEps += P - e * norm + KL_EPS * zerosP;
+      }
+    }
+    C += zerosLogEps * logEps;
+    if (!ok || !(pl === 0 || pl - e > 0)) continue;
+    const Sq = H[i]!;
+    const kl = (A - C) / total - Math.log(total) + Math.log(Sq);
+    if (kl < bestKl) {
+      bestKl = kl;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * Expected squared error (up to the constant factor 1/width) of quantizing the magnitude histogram `h` (bin width
+ * w) with threshold i·w on `grid`: Σ_k h_k · s³ · (G((k+1)w/s) - G(k w/s)), s = i·w / top.
+ */
+function mseOfThreshold(h: Float64Array, n: number, i: number, grid: Grid): number {
+  const r = grid.top / i; // y per bin edge, in units of the scale
+  const s3 = (i / grid.top) ** 3; // s³ in units of w³
+  let sum = 0;
+  let g0 = 0; // G(0)
+  for (let k = 0; k < n; k++) {
+    const g1 = grid.G((k + 1) * r);
+    const c = h[k]!;
+    if (c !== 0) sum += c * (g1 - g0);
+    g0 = g1;
+  }
+  return sum * s3;
+}
+
+/** Coarse-to-fine argmin of f over the integers [lo, hi]. */
+function searchMin(lo: number, hi: number, f: (i: number) => number): number {
+  const span = hi - lo;
+  const stride = Math.max(1, Math.floor(span / 256));
+  let best = hi;
+  let bestV = f(hi);
+  for (let i = lo; i < hi; i += stride) {
+    const v = f(i);
+    if (v < bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  if (stride > 1) {
+    const a = Math.max(lo, best - stride + 1);
+    const b = Math.min(hi, best + stride - 1);
+    for (let i = a; i <= b; i++) {
+      const v = f(i);
+      if (v < bestV) {
+        bestV = v;
+        best = i;
+      }
+    }
+  }
+  return best;
+}
+
+/** The number of bins below the MSE-optimal threshold of a magnitude histogram. */
+export function mseThreshold(h: Float64Array, grid: Grid, start = SEARCH_START_BIN): number {
+  const n = usedBins(h);
+  if (n === 0) return 0;
+  const lo = Math.max(1, Math.min(start, n));
+  return searchMin(lo, n, (i) => mseOfThreshold(h, n, i, grid));
+}
+
+/**
+ * MSE-optimal shrink factor a for an asymmetric range [a·lo0, a·hi0] on the uniform grid 0..levels with the
+ * zero point z fixed by lo0/hi0 (it does not depend on a), on the signed histogram `c` (origin -R, width w).
+ */
+function mseAsymmetric(c: Float64Array, R: number, w: number, lo0: number, hi0: number, levels: number): number {
+  let j0 = 0;
+  while (j0 < c.length && c[j0] === 0) j0++;
+  let j1 = c.length;
+  while (j1 > j0 && c[j1 - 1] === 0) j1--;
+  if (j0 >= j1 || hi0 <= lo0) return 1;
+  const grid = uniformGrid(levels);
+  const z = Math.min(levels, Math.max(0, roundHalfEven((-lo0 * levels) / (hi0 - lo0))));
+  const err = (t: number): number => {
+    const a = t / 2048;
+    const s = (a * (hi0 - lo0)) / levels;
+    let sum = 0;
+    let g0 = grid.G((-R + j0 * w) / s + z);
+    for (let j = j0; j < j1; j++) {
+      const g1 = grid.G((-R + (j + 1) * w) / s + z);
+      const cnt = c[j]!;
+      if (cnt !== 0) sum += cnt * (g1 - g0);
+      g0 = g1;
+    }
+    return sum * s * s * s;
+  };
+  return searchMin(64, 2048, err) / 2048;
+}
+
+function sum(a: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]!;
+  return s;
+}
+
+/** The calibrated range of one tensor under one plan (clamp applied; symmetric ranges are ±T cut to the data). */
+export function computeRange(s: TensorStats, p: ActivationPlan): Range {
+  checkPlan(p);
+  const cl = p.clamp ?? {};
+  const cmin = cl.min ?? -Infinity;
+  const cmax = cl.max ?? Infinity;
+  if (cmin > cmax) throw new QccError('E_USAGE', `clamp [${cmin}, ${cmax}] of '${p.tensor}' is empty`, { tensor: p.tensor });
+  if (s.count === 0) {
+    // no finite value was ever seen: the degenerate range (qparamsFor gives it the minimum scale)
+    const z = Math.min(cmax, Math.max(cmin, 0));
+    return { min: Math.min(z, 0), max: Math.max(z, 0) };
+  }
+  const lo = Math.min(cmax, Math.max(s.min, cmin));
+  const hi = Math.max(cmin, Math.min(s.max, cmax));
+  const q = p.quant;
+  const symmetric = q.symmetric || q.dtype === 'fp8e4m3';
+  if (p.calibrator === 'minmax') return finish(lo, hi, symmetric);
+  const hist = s.histogram;
+  if (!hist) {
+    throw new QccError('E_USAGE', `calibrator '${p.calibrator}' needs a histogram of '${p.tensor}', but its statistics were collected for minmax only`, { tensor: p.tensor });
+  }
+  const R = hist.range;
+  const w = hist.width;
+  if (R === 0) return finish(lo, hi, symmetric); // only zeros
+  const counts = p.clamp ? hist.clampedCounts(cmin, cmax) : hist.countsWithPending();
+  const pct = p.percentile ?? DEFAULT_PERCENTILE;
+  if (symmetric) {
+    const absmax = Math.max(Math.abs(lo), Math.abs(hi));
+    const abs = hist.absCounts(counts);
+    let T: number;
+    switch (p.calibrator) {
+      case 'percentile':
+        T = histQuantile(abs, 0, w, pct / 100);
+        break;
+      case 'entropy':
+        T = klThreshold(abs, 2 ** (typeBits(q.dtype) - 1)) * w;
+        break;
+      case 'mse':
+        T = mseThreshold(abs, symmetricGrid(q.dtype)) * w;
+        break;
+    }
+    T = Math.min(T, absmax);
+    return finish(Math.max(-T, lo), Math.min(T, hi), true);
+  }
+  switch (p.calibrator) {
+    case 'percentile': {
+      const cut = (100 - pct) / 200;
+      const a = histQuantile(counts, -R, w, cut);
+      const b = histQuantile(counts, -R, w, 1 - cut);
+      return finish(Math.max(lo, Math.min(a, hi)), Math.min(hi, Math.max(b, lo)), false);
+    }
+    case 'entropy': {
+      const pos = hist.sideCounts('pos', counts);
+      const neg = hist.sideCounts('neg', counts);
+      // zeros sit in the first positive bin: a side is "empty" when it holds nothing beyond that
+      const posMass = sum(pos) - pos[0]!;
+      const negMass = sum(neg);
+      const bits = typeBits(q.dtype);
+      const oneSided = posMass === 0 || negMass === 0;
+      const levels = 2 ** (oneSided ? bits : bits - 1);
+      const a = negMass > 0 ? -Math.min(klThreshold(neg, levels) * w, -lo) : lo;
+      const b = posMass > 0 ? Math.min(klThreshold(pos, levels) * w, hi) : hi;
+      return finish(a, b, false);
+    }
+    case 'mse': {
+      const r = intRange(q.dtype);
+      const a = mseAsymmetric(counts, R, w, Math.min(lo, 0), Math.max(hi, 0), r.max - r.min);
+      return finish(a * lo, a * hi, false);
+    }
+  }
+}
+
+function finish(lo: number, hi: number, symmetric: boolean): Range {
+  if (symmetric) return { min: lo, max: hi };
+  return { min: Math.min(lo, 0), max: Math.max(hi, 0) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scales and zero points
+
+/** A float32 scale that is positive and finite (see MIN_SCALE). */
+function safeScale(s: number, top: number): number {
+  if (!(s > 0)) return MIN_SCALE; // 0, negative, NaN
+  if (!Number.isFinite(s)) return Math.fround(F32_MAX / top);
+  const f = Math.fround(s);
+  if (!(f >= MIN_SCALE)) return MIN_SCALE;
+  if (!Number.isFinite(f)) return Math.fround(F32_MAX / top);
+  return f;
+}
+
+/**
+ * Scale and zero point for a per-tensor range:
+ * - symmetric signed integers: scale = max(|min|, |max|) / qmax (127 int8, 32767 int16, 7 int4), zero point 0;
+ * - symmetric unsigned integers: scale = max / qmax (255 uint8), zero point 0 (negative values clip to 0);
+ * - fp8e4m3 (always symmetric): scale = max(|min|, |max|) / 448, zero point 0;
+ * - asymmetric integers: lo = min(min, 0), hi = max(max, 0), scale = (hi - lo) / (qmax - qmin),
+ *   zero point = roundHalfEven(qmin - lo / scale) clamped to [qmin, qmax]. 0 is then exactly representable (as the
+ *   zero point); the range this really covers is [(qmin - zp)·scale, (qmax - zp)·scale], [lo, hi] nudged by at
+ *   most scale/2 at each end.
+ * Scales are float32 values, always positive and finite: a degenerate range (all zero, no data, NaN) gets
+ * MIN_SCALE, an infinite one float32-max / qmax.
+ */
+export function qparamsFor(r: Range, q: TensorQuant): QParams {
+  if (q.granularity.kind !== 'per-tensor') {
+    throw new QccError('E_UNSUPPORTED', `activation ranges are per-tensor; ${q.granularity.kind} quantization takes per-channel statistics`);
+  }
+  const amax = Math.max(Math.abs(r.min), Math.abs(r.max));
+  if (q.dtype === 'fp8e4m3') {
+    const top = FP8_MAX.fp8e4m3;
+    return { scale: safeScale(amax / top, top), zeroPoint: 0 };
+  }
+  const ir = intRange(q.dtype);
+  if (q.symmetric) {
+    if (ir.min < 0) return { scale: safeScale(amax / ir.max, ir.max), zeroPoint: 0 };
+    return { scale: safeScale(Math.max(r.max, 0) / ir.max, ir.max), zeroPoint: 0 };
+  }
+  const lo = Math.min(r.min, 0);
+  const hi = Math.max(r.max, 0);
+  const levels = ir.max - ir.min;
+  const scale = safeScale((hi - lo) / levels, levels);
+  let zp = roundHalfEven(ir.min - lo / scale);
+  if (!Number.isFinite(zp)) zp = ir.min;
+  zp = Math.min(ir.max, Math.max(ir.min, zp));
+  return { scale, zeroPoint: zp === 0 ? 0 : zp };
+}
