@@ -62,5 +62,12 @@ export { canonicalize } from './passes/canonicalize.js';
 // reference models
 export { ZOO, buildZooModel, writeZooModel, type ZooEntry, type BuildZooOptions, type WriteZooOptions } from './models/index.js';
 
+// quantization: `qcc compile` as a library call
+export { compile, type CompileOptions, type CompileResult, type CompileProgress } from './targets/compile.js';
+export { presetConfig, loadConfigFile, PRESETS } from './targets/config.js';
+export type { CompileReport, LayerReport, OrtCheck } from './targets/report.js';
+export type { OutputMetrics } from './targets/validate.js';
+export type { QuantConfig, Preset, LayerOverride, Calibrator, QuantPlan, Fallback } from './passes/quant/types.js';
+
 // the command line, callable in-process
 export { runCli } from './cli/app.js';

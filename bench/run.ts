@@ -1,10 +1,11 @@
 // Runs the benchmarks in bench/ and prints Markdown; --write replaces their sections in bench/RESULTS.md.
-// Usage: node dist/bench/run.js [--only io,zoo,conformance] [--reps N] [--write]
+// Usage: node dist/bench/run.js [--only io,zoo,compile,conformance] [--reps N] [--write]
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { COMPILE_HEADING, runCompileBench } from './compile.js';
 import { IO_HEADING, runIoBench } from './io.js';
 import { ZOO_HEADING, runZooBench } from './zoo.js';
 
@@ -20,6 +21,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHES: Bench[] = [
   { id: 'io', heading: IO_HEADING, run: (o) => runIoBench({ reps: o.reps }) },
   { id: 'zoo', heading: ZOO_HEADING, run: () => runZooBench({}) },
+  { id: 'compile', heading: COMPILE_HEADING, run: () => runCompileBench({}) },
   {
     id: 'conformance',
     heading: '## Conformance (libonnx-testdata)',

@@ -1,4 +1,4 @@
-// The qcc command line (yargs): argv -> options -> library calls. Commands: inspect, convert, passes, opt.
+// The qcc command line (yargs): argv -> options -> library calls. Commands: inspect, convert, passes, opt, zoo, compile.
 //
 // Exit status: 0 success; 2 usage and file errors (unknown command/flag/pass, bad option value, missing argument,
 // unreadable or unwritable file: E_USAGE, E_PASS_UNKNOWN, E_PASS_OPTION, E_IO); 3 invalid input models (E_ONNX_*,
@@ -16,6 +16,7 @@ import { dumpInstrument, PassManager, verifyInstrument, type PipelineResult } fr
 import type { DiagnosticSink, Instrument } from '../passes/pass.js';
 import { allPasses, getPass } from '../passes/registry.js';
 import { ZOO, writeZooModel } from '../models/index.js';
+import { compileCommand } from './compile.js';
 import { inspectModel, renderInspect } from './inspect.js';
 import { formatOf, readModel, writeModel } from './io.js';
 import { allPassFlags, collectPassOptions, describeOption, parsePipeline } from './pass-flags.js';
@@ -225,7 +226,8 @@ function program(argv: readonly string[], io: CliIo): Argv {
         io.err(`qcc: wrote ${out}: ${name}, ${r.params.toLocaleString('en-US')} parameters, ${r.bytes.toLocaleString('en-US')} bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
       },
     )
-    .demandCommand(1, 'give a command: inspect, convert, passes, opt or zoo')
+    .command(compileCommand(io))
+    .demandCommand(1, 'give a command: inspect, convert, passes, opt, zoo or compile')
     .recommendCommands()
     .wrap(Math.min(120, process.stdout.columns ?? 100));
 }

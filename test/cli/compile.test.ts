@@ -1,0 +1,142 @@
+// qcc compile: files written (model, report.json, trtexec command line), summary/JSON on stdout, exit codes of bad input.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GraphBuilder } from '../../ir/builder.js';
+import { saveModel } from '../../ir/onnx/writer.js';
+import { createSession } from '../../ir/ort.js';
+import { loadModel } from '../../ir/onnx/reader.js';
+import type { Model } from '../../ir/ir.js';
+import { mulberry32 } from '../../ir/random.js';
+import { cleanup, qcc, tempDir } from './helpers.js';
+
+after(cleanup);
+
+// the same model as test/targets/compile.test.ts (kept in both: test files do not import each other)
+/** stem conv -> residual block (conv-relu-conv + add) -> strided conv -> GAP -> MatMul classifier, seeded weights. */
+function tinyCnn(seed = 1): Model {
+  const rnd = mulberry32(seed);
+  const b = new GraphBuilder('tiny', { opset: 17 });
+  const w = (name: string, dims: number[], fanIn: number) => b.f32(name, dims, Array.from({ length: dims.reduce((a, c) => a * c, 1) }, () => (rnd() * 2 - 1) * Math.sqrt(3 / fanIn)));
+  const bias = (name: string, n: number) => b.f32(name, [n], Array.from({ length: n }, () => (rnd() - 0.5) * 0.1));
+  const x = b.input('input', 'f32', [{ param: 'N' }, 3, 16, 16]);
+  const conv = (name: string, v: ReturnType<typeof b.input>, cin: number, cout: number, stride = 1) =>
+    b.op('Conv', [v, w(`${name}.weight`, [cout, cin, 3, 3], cin * 9), bias(`${name}.bias`, cout)], { name, attrs: { pads: [1, 1, 1, 1], strides: [stride, stride], kernel_shape: [3, 3] } });
+  const s = b.op('Relu', [conv('stem', x, 3, 16)], { name: 'stem.relu' });
+  const c1 = b.op('Relu', [conv('b1.conv1', s, 16, 16)], { name: 'b1.relu1' });
+  const c2 = conv('b1.conv2', c1, 16, 16);
+  const add = b.op('Relu', [b.op('Add', [c2, s], { name: 'b1.add' })], { name: 'b1.relu2' });
+  const h = b.op('Relu', [conv('head', add, 16, 32, 2)], { name: 'head.relu' });
+  const g = b.op('Flatten', [b.op('GlobalAveragePool', [h], { name: 'gap' })], { name: 'flatten' });
+  const fc = b.op('MatMul', [g, w('fc.weight', [32, 10], 32)], { name: 'fc' });
+  b.output(b.op('Add', [fc, bias('fc.bias', 10)], { name: 'fc.add' }));
+  return b.build();
+}
+
+
+describe('qcc compile', () => {
+  let dir: string;
+  let model: string;
+  before(() => {
+    dir = tempDir();
+    model = path.join(dir, 'tiny.onnx');
+    saveModel(tinyCnn(), model);
+  });
+
+  test('--target tensorrt --w4a8: default output names, report.json, trtexec command line, summary on stdout', async () => {
+    const r = await qcc(['compile', model, '--target', 'tensorrt', '--w4a8', '--block-size', '16', '--calib-samples', '8', '--validation-samples', '4']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = path.join(dir, 'tiny.w4a8.tensorrt.onnx');
+    const rep = path.join(dir, 'tiny.w4a8.tensorrt.report.json');
+    assert.ok(fs.existsSync(out) && fs.existsSync(rep), fs.readdirSync(dir).join(' '));
+    const trt = fs.readdirSync(dir).find((f) => /trtexec/.test(f));
+    assert.equal(trt, 'tiny.w4a8.tensorrt.trtexec.sh', fs.readdirSync(dir).join(' '));
+    assert.match(fs.readFileSync(path.join(dir, trt), 'utf8'), /trtexec .*--onnx=.*tiny\.w4a8\.tensorrt\.onnx.*--stronglyTyped/s);
+    await createSession(loadModel(out));
+    const j = JSON.parse(fs.readFileSync(rep, 'utf8')) as Record<string, any>;
+    assert.equal(j.target, 'tensorrt');
+    assert.equal(j.preset, 'w4a8');
+    assert.equal(j.config.blockSize, 16);
+    assert.equal(j.calibration.source, 'random');
+    assert.equal(j.calibration.samples, 8);
+    assert.equal(j.counts.layersTotal, 5);
+    assert.equal(j.fallbacks.filter((f: any) => f.op === 'Conv').length, 4);
+    assert.equal(j.files.model, out);
+    assert.equal(j.files.report, rep);
+    assert.equal(j.files['trtexec.sh'], path.join(dir, trt));
+    const fc = (j.layers as any[]).find((l) => l.node === 'fc');
+    assert.equal(fc.op, 'MatMul');
+    assert.equal(fc.precision, 'w:int4 a:fp', 'TensorRT INT4 is weight-only');
+    assert.ok(fc.weights[0].scaleMax > 0);
+    assert.equal(fc.weights[0].granularity, 'blocked(axis=0,size=16)');
+    const c1 = (j.layers as any[]).find((l) => l.node === 'b1.conv1');
+    assert.equal(c1.precision, 'w:int8 a:int8');
+    assert.equal(c1.activations[0].calibrator, 'percentile');
+    assert.equal(c1.activations[0].zeroPoint, 0);
+    const stem = (j.layers as any[]).find((l) => l.node === 'stem');
+    assert.match(stem.fallback.reason, /TensorRT/);
+    assert.match(r.stdout, /!! WARNING: no calibration data: ranges come from random inputs; quality numbers below are not meaningful for real data/);
+    assert.match(r.stdout, /5 \/ 5 weighted layers quantized/);
+    assert.match(r.stdout, /Fallbacks \(\d+\):\n  4 x Conv: .* -> .*i8 per-channel axis 0.*: TensorRT: INT4 is weight-only on Gemm\/MatMul; convolutions take INT8 weights/);
+    assert.match(r.stdout, /Validation on 4 held-out samples/);
+    assert.match(r.stdout, /Output files:/);
+  });
+
+  test('--target ort --w8a8 -o OUT --json: the JSON report on stdout with onnxruntime fusion counts', async () => {
+    const out = path.join(dir, 'o.onnx');
+    const r = await qcc(['compile', model, '--target', 'ort', '--w8a8', '-o', out, '--json', '--calib-samples', '8', '--validation-samples', '4', '--keep-fp', 'head', '--calibrator', 'minmax']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as Record<string, any>;
+    assert.equal(j.files.report, path.join(dir, 'o.report.json'));
+    assert.deepEqual(j.config.keepFp, ['head']);
+    assert.equal(j.config.calibrator, 'minmax');
+    assert.ok(j.keptFloat.some((k: any) => k.node === 'head'), JSON.stringify(j.keptFloat));
+    assert.equal(j.counts.layersQuantized, 4);
+    assert.equal(j.ort.quantizedLayers, 4, JSON.stringify(j.ort));
+    assert.equal(j.ort.fused, 3, JSON.stringify(j.ort));
+    assert.deepEqual(j.ort.mispredicted, []);
+    assert.deepEqual(j.ort.unfused.map((u: any) => u.node), ['fc']);
+    assert.ok(j.ort.speedup > 0);
+  });
+
+  test('an unknown preset exits 2 listing the presets; no output file', async () => {
+    const d = tempDir();
+    const r = await qcc(['compile', model, '--target', 'ort', '--preset', 'w3a8', '-o', path.join(d, 'x.onnx')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /E_USAGE: unknown preset 'w3a8' \(known: w8a8, w4a8, w4a16, w8a16, fp8\)/);
+    const r2 = await qcc(['compile', model, '--target', 'ort', '-o', path.join(d, 'x.onnx')]);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.match(r2.stderr, /give a preset: --w8a8, --w4a8, --w4a16, --w8a16, --fp8/);
+    const r3 = await qcc(['compile', model, '--target', 'ort', '--w8a8', '--fp8', '-o', path.join(d, 'x.onnx')]);
+    assert.equal(r3.code, 2, r3.stderr);
+    assert.match(r3.stderr, /give one preset, not --w8a8 and --fp8/);
+    const r4 = await qcc(['compile', model, '--target', 'cuda', '--w8a8']);
+    assert.equal(r4.code, 2, r4.stderr);
+    assert.deepEqual(fs.readdirSync(d), []);
+  });
+
+  test('a broken config file exits 2 naming the JSON path; no output file', async () => {
+    const d = tempDir();
+    const cfg = path.join(d, 'c.json');
+    fs.writeFileSync(cfg, JSON.stringify({ layers: { 'stem': 'fp' }, overrides: [{ match: 'fc', precision: 'int2' }] }));
+    const r = await qcc(['compile', model, '--target', 'tensorrt', '--w8a8', '--config', cfg, '-o', path.join(d, 'x.onnx')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /E_USAGE: config file .*c\.json: \$\.overrides\[0\]\.precision must be one of fp, int8, int4, fp8, got "int2"/);
+    assert.deepEqual(fs.readdirSync(d), ['c.json']);
+  });
+
+  test('an uncalibratable (string) input is a clear error; no output file', async () => {
+    const d = tempDir();
+    const b = new GraphBuilder('s', { opset: 17 });
+    const t = b.input('text', 'string', [1]);
+    b.output(b.op('Identity', [t], { name: 'id' }));
+    const f = path.join(d, 'str.onnx');
+    saveModel(b.build(), f);
+    const r = await qcc(['compile', f, '--target', 'ort', '--w8a8']);
+    assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /cannot calibrate input 'text': string tensors have no numeric range/);
+    assert.deepEqual(fs.readdirSync(d), ['str.onnx']);
+  });
+});

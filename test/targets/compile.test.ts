@@ -1,0 +1,236 @@
+// compile(): end to end on a small residual CNN (fast) and on zoo resnet18 (both targets): runs in ORT, SQNR floors,
+// fallbacks listed, held-out validation inputs, report content, clear errors.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { GraphBuilder } from '../../ir/builder.js';
+import { isQccError } from '../../ir/errors.js';
+import type { Model } from '../../ir/ir.js';
+import { createSession, ort, run, type Feeds } from '../../ir/ort.js';
+import { mulberry32 } from '../../ir/random.js';
+import { verify } from '../../ir/verify.js';
+import { buildZooModel } from '../../models/index.js';
+import type { CalibrationData } from '../../passes/quant/calib-data.js';
+import { compile, sampleRange, type CompileResult } from '../../targets/compile.js';
+import { presetConfig } from '../../targets/config.js';
+import { RANDOM_CALIBRATION_WARNING } from '../../targets/report.js';
+
+/** stem conv -> residual block (conv-relu-conv + add) -> strided conv -> GAP -> MatMul classifier, seeded weights. */
+function tinyCnn(seed = 1): Model {
+  const rnd = mulberry32(seed);
+  const b = new GraphBuilder('tiny', { opset: 17 });
+  const w = (name: string, dims: number[], fanIn: number) => b.f32(name, dims, Array.from({ length: dims.reduce((a, c) => a * c, 1) }, () => (rnd() * 2 - 1) * Math.sqrt(3 / fanIn)));
+  const bias = (name: string, n: number) => b.f32(name, [n], Array.from({ length: n }, () => (rnd() - 0.5) * 0.1));
+  const x = b.input('input', 'f32', [{ param: 'N' }, 3, 16, 16]);
+  const conv = (name: string, v: ReturnType<typeof b.input>, cin: number, cout: number, stride = 1) =>
+    b.op('Conv', [v, w(`${name}.weight`, [cout, cin, 3, 3], cin * 9), bias(`${name}.bias`, cout)], { name, attrs: { pads: [1, 1, 1, 1], strides: [stride, stride], kernel_shape: [3, 3] } });
+  const s = b.op('Relu', [conv('stem', x, 3, 16)], { name: 'stem.relu' });
+  const c1 = b.op('Relu', [conv('b1.conv1', s, 16, 16)], { name: 'b1.relu1' });
+  const c2 = conv('b1.conv2', c1, 16, 16);
+  const add = b.op('Relu', [b.op('Add', [c2, s], { name: 'b1.add' })], { name: 'b1.relu2' });
+  const h = b.op('Relu', [conv('head', add, 16, 32, 2)], { name: 'head.relu' });
+  const g = b.op('Flatten', [b.op('GlobalAveragePool', [h], { name: 'gap' })], { name: 'flatten' });
+  const fc = b.op('MatMul', [g, w('fc.weight', [32, 10], 32)], { name: 'fc' });
+  b.output(b.op('Add', [fc, bias('fc.bias', 10)], { name: 'fc.add' }));
+  return b.build();
+}
+
+/** A .npy file (format 1.0, little-endian float32, C order). */
+function npy(shape: readonly number[], data: Float32Array): Uint8Array {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
+  return out;
+}
+
+function weightedOps(m: Model): string[] {
+  return [...m.graph.nodes()].filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType)).map((n) => n.name);
+}
+
+describe('compile() on a small residual CNN', () => {
+  const results = new Map<string, CompileResult>();
+  before(async () => {
+    for (const [target, preset] of [['tensorrt', 'w8a8'], ['ort', 'w8a8'], ['tensorrt', 'w4a8']] as const) {
+      const m = tinyCnn();
+      results.set(`${target}/${preset}`, await compile(m, { target, config: presetConfig(preset, { blockSize: 16 }), calibSamples: 16, validationSamples: 8, latencyRuns: 3 }));
+    }
+  });
+
+  test('the input model is left unchanged', async () => {
+    const m = tinyCnn();
+    const before = weightedOps(m).length + m.graph.nodeCount;
+    await compile(m, { target: 'tensorrt', config: presetConfig('w8a8'), calibSamples: 4, validationSamples: 2 });
+    assert.equal(weightedOps(m).length + m.graph.nodeCount, before);
+    assert.ok(![...m.graph.nodes()].some((n) => n.opType === 'QuantizeLinear'));
+  });
+
+  for (const key of ['tensorrt/w8a8', 'ort/w8a8']) {
+    test(`${key}: verified QDQ model that runs in ORT; every weighted layer quantized; SQNR floor on held-out inputs`, async () => {
+      const r = results.get(key)!;
+      assert.deepEqual(verify(r.model).filter((d) => d.severity === 'error'), []);
+      const ops = [...r.model.graph.nodes()].map((n) => n.opType);
+      assert.ok(ops.includes('QuantizeLinear') && ops.includes('DequantizeLinear'));
+      const s = await createSession(r.model);
+      const y = await run(s, { input: new ort.Tensor('float32', new Float32Array(2 * 3 * 16 * 16).fill(0.5), [2, 3, 16, 16]) });
+      const outName = tinyCnn().graph.outputs[0]!.name;
+      assert.deepEqual(Object.keys(y), [outName], 'graph outputs keep their names');
+      assert.deepEqual(y[outName]!.dims, [2, 10]);
+      const rep = r.report;
+      assert.equal(rep.counts.layersTotal, 5);
+      assert.equal(rep.counts.layersQuantized, 5);
+      assert.deepEqual(rep.fallbacks, []);
+      assert.equal(rep.calibration.source, 'random');
+      assert.equal(rep.calibration.warning, RANDOM_CALIBRATION_WARNING);
+      assert.match(r.summary, /WARNING: no calibration data: ranges come from random inputs; quality numbers below are not meaningful for real data/);
+      assert.equal(rep.validation.samples, 8);
+      assert.notEqual(rep.validationInputs.seed, rep.calibration.seed, 'validation inputs are a different seeded set');
+      const o = rep.validation.outputs[0]!;
+      assert.ok(o.sqnrDb > 20, `SQNR ${o.sqnrDb}`);
+      assert.ok(o.cosine > 0.99, `cosine ${o.cosine}`);
+      assert.ok(o.top1Agreement !== undefined);
+      for (const l of rep.layers.filter((x) => ['Conv', 'MatMul'].includes(x.op))) {
+        assert.equal(l.weights.length, 1, l.node);
+        assert.ok(l.weights[0]!.scaleMin > 0 && l.weights[0]!.scaleMax >= l.weights[0]!.scaleMin, l.node);
+        assert.ok(l.activations.length >= 1, `${l.node} has a quantized input`);
+        assert.ok(l.activations.every((a) => a.scale > 0 && a.range.max >= a.range.min), l.node);
+      }
+      for (const p of ['canonicalize', 'plan', 'calibrate', 'quantize-weights', 'insert-qdq', 'verify', 'predict-fusion', 'validate']) {
+        assert.ok(rep.timings.some((t) => t.phase === p), `timing for ${p}`);
+      }
+    });
+  }
+
+  test('tensorrt: symmetric int8 everywhere (zero points 0), ort: uint8 activations', () => {
+    const trt = results.get('tensorrt/w8a8')!.report.layers.flatMap((l) => l.activations);
+    assert.ok(trt.length > 0 && trt.every((a) => a.dtype === 'int8' && a.zeroPoint === 0), JSON.stringify(trt.slice(0, 2)));
+    const ortActs = results.get('ort/w8a8')!.report.layers.flatMap((l) => l.activations);
+    assert.ok(ortActs.length > 0 && ortActs.every((a) => a.dtype === 'uint8'), JSON.stringify(ortActs.slice(0, 2)));
+  });
+
+  test('ort: onnxruntime fuses every quantized Conv; the final MatMul+bias stays float, as the target predicted', () => {
+    const r = results.get('ort/w8a8')!;
+    const o = r.report.ort!;
+    assert.ok(o, 'ort check ran');
+    assert.equal(o.quantizedLayers, 5);
+    assert.equal(o.fusedOps.QLinearConv, 4, JSON.stringify(o.fusedOps));
+    assert.equal(o.fusedOps.QLinearAdd, 1, 'the residual Add runs quantized');
+    // ORT rewrites MatMul+Add into a float Gemm named 'fc/MatMulAddFusion': matched back to 'fc' through its DQ inputs
+    assert.deepEqual(o.unfused.map((u) => u.node), ['fc']);
+    assert.match(o.unfused[0]!.reason, /bias/);
+    assert.equal(o.fused, 4);
+    assert.deepEqual(o.mispredicted, []);
+    assert.ok(o.speedup! > 0 && o.latencyMs!.fp32 > 0);
+    assert.match(r.summary, /onnxruntime check \(optimized graph\): 4 \/ 5 quantized Conv\/MatMul\/Gemm fused \(4 QLinearConv, 1 QLinearAdd\)/);
+    assert.equal(results.get('tensorrt/w8a8')!.report.ort, undefined, 'no ORT check for tensorrt by default');
+  });
+
+  test('tensorrt w4a8: every convolution falls back to INT8 weights, the MatMul keeps INT4 blocked weights (weight-only); reasons listed', () => {
+    const r = results.get('tensorrt/w4a8')!;
+    const fb = r.report.fallbacks;
+    assert.deepEqual(fb.filter((f) => f.op === 'Conv').map((f) => f.node).sort(), ['b1.conv1', 'b1.conv2', 'head', 'stem']);
+    for (const f of fb) assert.match(f.reason, /TensorRT: INT4 /);
+    for (const f of fb.filter((x) => x.op === 'Conv')) assert.match(f.applied, /i8 per-channel axis 0/);
+    const fc = r.report.layers.find((l) => l.node === 'fc')!;
+    assert.equal(fc.weights[0]!.dtype, 'i4');
+    assert.equal(fc.granularity, 'blocked(axis=0,size=16)');
+    const stem = r.report.layers.find((l) => l.node === 'stem')!;
+    assert.equal(stem.weights[0]!.dtype, 'i8');
+    assert.match(stem.fallback!.reason, /convolutions take INT8 weights/);
+    assert.match(r.summary, /Fallbacks \(\d+\):\n  4 x Conv: /);
+    const trt = Object.keys(r.extras).find((k) => /trtexec/.test(k));
+    assert.ok(trt, JSON.stringify(Object.keys(r.extras)));
+    assert.match(r.extras[trt]!, /--stronglyTyped/);
+  });
+});
+
+describe('calibration and held-out data', () => {
+  function counting(n: number, batch: number): CalibrationData {
+    return {
+      source: 'npy',
+      samples: n,
+      async *batches(): AsyncIterable<Feeds> {
+        for (let i = 0; i < n; i += batch) {
+          const k = Math.min(batch, n - i);
+          yield { x: new ort.Tensor('float32', Float32Array.from({ length: 2 * k }, (_, j) => i + Math.floor(j / 2)), [k, 2]) };
+        }
+      },
+    };
+  }
+  async function ids(d: CalibrationData): Promise<number[]> {
+    const out: number[] = [];
+    for await (const f of d.batches()) {
+      const a = f.x!.data as Float32Array;
+      for (let j = 0; j < a.length; j += 2) out.push(a[j]!);
+    }
+    return out;
+  }
+  test('sampleRange slices across batch boundaries; calibration and validation ranges are disjoint', async () => {
+    const all = counting(10, 4);
+    assert.deepEqual(await ids(sampleRange(all, 0, 7)), [0, 1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(await ids(sampleRange(all, 7, 16)), [7, 8, 9]);
+    assert.equal(sampleRange(all, 7, 16).samples, 3);
+    assert.deepEqual(await ids(sampleRange(all, 5, 2)), [5, 6]);
+  });
+
+  test('--calib DIR of .npy files: the validation samples are the files after the calibration ones', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-npy-'));
+    try {
+      const rnd = mulberry32(9);
+      for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(dir, `s${String(i).padStart(2, '0')}.npy`), npy([1, 3, 16, 16], Float32Array.from({ length: 768 }, () => rnd() * 2 - 1)));
+      const r = await compile(tinyCnn(), { target: 'ort', config: presetConfig('w8a8'), calib: { dir }, calibSamples: 8, ortCheck: false });
+      assert.equal(r.report.calibration.source, 'npy');
+      assert.equal(r.report.calibration.samples, 8);
+      assert.equal(r.report.calibration.warning, undefined, 'no random-data warning with real files');
+      assert.doesNotMatch(r.summary, /WARNING/);
+      assert.equal(r.report.validationInputs.source, 'npy');
+      assert.equal(r.report.validation.samples, 2, 'files 9 and 10 are held out');
+      // only 4 files for 8 requested samples: the last quarter (1 file) is held out
+      for (const f of fs.readdirSync(dir).slice(4)) fs.rmSync(path.join(dir, f));
+      const r2 = await compile(tinyCnn(), { target: 'ort', config: presetConfig('w8a8'), calib: { dir }, calibSamples: 8, ortCheck: false });
+      assert.equal(r2.report.calibration.samples, 3);
+      assert.equal(r2.report.validation.samples, 1);
+      assert.match(r2.report.validationInputs.note!, /4 samples given: calibrating on 3, holding out 1/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a string input cannot be calibrated: a clear error naming the input', async () => {
+    const b = new GraphBuilder('s', { opset: 17 });
+    const t = b.input('text', 'string', [1]);
+    b.output(b.op('Identity', [t], { name: 'id' }));
+    await assert.rejects(compile(b.build(), { target: 'ort', config: presetConfig('w8a8') }), (e: unknown) => isQccError(e) && /cannot calibrate input 'text': string tensors/.test(e.message));
+  });
+});
+
+describe('compile() on zoo resnet18', () => {
+  let m: Model;
+  before(async () => {
+    m = await buildZooModel('resnet18', { opset: 17 });
+  });
+  for (const target of ['tensorrt', 'ort'] as const) {
+    test(`${target} w8a8: runs in ORT, held-out SQNR above the observed floor`, async () => {
+      const r = await compile(m, { target, config: presetConfig('w8a8'), calibSamples: 16, validationSamples: 8, latencyRuns: 3 });
+      const o = r.report.validation.outputs[0]!;
+      assert.equal(r.report.counts.layersTotal, 21);
+      assert.equal(r.report.counts.layersQuantized, 21);
+      assert.ok(o.sqnrDb > FLOOR[target], `${target} SQNR ${o.sqnrDb.toFixed(2)} dB`);
+      if (target === 'ort') {
+        // every Conv fuses; the classifier Gemm (float bias, graph output) stays float, as predicted
+        const o = r.report.ort!;
+        assert.equal(o.fusedOps.QLinearConv, 20);
+        assert.deepEqual(o.unfused.map((u) => u.node), ['fc']);
+        assert.deepEqual(o.mispredicted, []);
+      }
+    });
+  }
+});
+
+/** Observed resnet18 w8a8 SQNR (16 random calibration samples, 8 held-out) minus a margin; see bench/RESULTS.md. */
+const FLOOR = { tensorrt: 25, ort: 25 };
