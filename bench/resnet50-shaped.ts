@@ -6,18 +6,8 @@ import * as path from 'node:path';
 import { GraphBuilder } from '../ir/builder.js';
 import { sym, tensorType, type Model, type Value } from '../ir/ir.js';
 import { saveModel } from '../ir/onnx/writer.js';
+import { mulberry32 as prng } from '../ir/random.js';
 
-/** mulberry32: a small seeded PRNG; the same seed gives the same file, byte for byte. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Net {
   readonly b = new GraphBuilder('resnet50', { opset: 17, irVersion: 8 }) // checkable by Debian's onnx 1.12;

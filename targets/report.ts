@@ -7,6 +7,7 @@
 
 import type { Model, Node } from '../ir/ir.js';
 import type { ActivationPlan, Fallback, QParams, QuantConfig, QuantPlan, Range } from '../passes/quant/types.js';
+import type { WeightReport } from '../passes/quant/quantize-weights.js';
 import type { OutputMetrics } from './validate.js';
 
 /** The loud warning when calibration ran on seeded random inputs (also in report.json `calibration.warning`). */
@@ -14,19 +15,8 @@ export const RANDOM_CALIBRATION_WARNING = 'no calibration data: ranges come from
 
 export const WEIGHTED_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
-export interface WeightInfo {
-  readonly input: number;
-  readonly tensor: string;
-  readonly dtype: string;
-  readonly granularity: string;
-  readonly scaleMin: number;
-  readonly scaleMax: number;
-  /** SQNR of the quantized weight against the float weight, dB. */
-  readonly sqnrDb: number;
-  readonly clipRatioMean?: number;
-  /** Why the applied granularity differs from the plan's. */
-  readonly fallback?: string;
-}
+/** A quantized weight in the report: quantizeWeights' own record, without the node (the layer row names it). */
+export type WeightInfo = Omit<WeightReport, 'node'>;
 
 export interface ActivationInfo {
   readonly input: number;

@@ -46,22 +46,12 @@ import {
   type IntQuantDType,
   type E8M0RoundMode,
 } from '../../ir/numerics.js';
+import { mulberry32 as rng } from '../../ir/random.js';
 
 // ------------------------------------------------------------------------------------------------
 // Test utilities (independent of the implementation under test)
 // ------------------------------------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
