@@ -265,19 +265,30 @@ export class Rewriter {
   replaceAllUsesWith(old: Value, nu: Value): void {
     if (old === nu) return;
     for (const u of [...old._uses]) this.setInput(u.node, u.index, nu);
+    this.replaceGraphOutput(old, nu);
+    this.changed = true;
+  }
+
+  /**
+   * The graph outputs that are `old` become `nu`, keeping their names: `nu` takes over the name when it is a plain
+   * node output of the same graph (`old` is renamed to a fresh `<name><suffix>`); otherwise an Identity keeps it.
+   * Node inputs reading `old` are not touched.
+   */
+  replaceGraphOutput(old: Value, nu: Value, suffix = '_replaced'): void {
+    if (old === nu) return;
     const g = old.graph;
     const outIdx = g._outputs.indexOf(old);
     if (outIdx >= 0) {
       const canTakeName = nu.graph === g && nu._producer !== null && !g._outputs.includes(nu) && !nu._initializer && !g._inputs.includes(nu);
       const oldName = old._name;
       if (canTakeName) {
-        old._name = this.freshName(`${oldName}_replaced`);
+        old._name = this.freshName(`${oldName}${suffix}`);
         nu._name = oldName;
         if (nu._type === undefined) nu._type = old._type;
         for (let i = 0; i < g._outputs.length; i++) if (g._outputs[i] === old) g._outputs[i] = nu;
       } else {
         const producer = old._producer;
-        old._name = this.freshName(`${oldName}_replaced`);
+        old._name = this.freshName(`${oldName}${suffix}`);
         const id = this.createNode('Identity', [nu], { name: `${oldName}_identity`, outputs: [oldName], outputTypes: [old._type ?? nu._type] });
         if (producer && producer._graph === g && producer._next) this.insertAfter(producer, id);
         else this.append(g, id);

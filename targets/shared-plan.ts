@@ -14,7 +14,7 @@
 //      shortcut input (TensorRT: Conv+Add fuse) or on both inputs and its output (ORT: QLinearAdd).
 //   5. Outputs (`spec.outputs`): where the backend fuses only DQ->op->Q units (ORT), the output of a quantized layer
 //      is quantized after its epilogue (the bias Add of a MatMul, then Relu/Clip, whose range becomes the clamp),
-//      for every consumer.
+//      for every consumer, and for the graph output when it is one (`graphOutput`: the logits of a classifier).
 //   6. Shared parameters (`spec.commuting`): a quantized tensor reached from a quantized output through
 //      value-preserving ops (MaxPool, Reshape, Transpose, ...) reuses that output's QParams (`sameAs`), and so does
 //      every tensor of the chain, so that the backend can drop the DQ->op->Q around each of them.
@@ -309,6 +309,8 @@ interface ActEntry {
   all: boolean;
   clamp?: { min?: number; max?: number };
   sameAs?: string;
+  /** A graph output that is this tensor reads the dequantized value too (output rules only). */
+  graphOutput?: boolean;
 }
 
 /** Which operands of a weighted node are weights (constant) and which are activations; a string says why neither works. */
@@ -463,6 +465,7 @@ export function planQuantization(model: Model, config: QuantConfig, spec: Placem
       if (rule === 'always' || (rule === 'with-bias' && hasBias) || (rule === 'with-static-bias' && ep.bias !== undefined && staticInput) || consumerQuantized) {
         const e = entry(ep.end, q.quant, q.calibrator, n);
         e.all = true;
+        if (g.outputs.includes(ep.end)) e.graphOutput = true;
       }
     }
   }
@@ -515,6 +518,7 @@ export function planQuantization(model: Model, config: QuantConfig, spec: Placem
         : [...e.consumers.values()].sort((a, b) => order.get(a.node)! - order.get(b.node)! || a.input - b.input).map((c) => ({ node: c.node.name, input: c.input })),
       ...(e.clamp ? { clamp: e.clamp } : {}),
       ...(e.sameAs !== undefined && e.sameAs !== e.value.name ? { sameAs: e.sameAs } : {}),
+      ...(e.graphOutput ? { graphOutput: true } : {}),
     }));
   const weights: WeightPlan[] = [];
   for (const L of [...layers.values()].sort((a, b) => order.get(a.node)! - order.get(b.node)!)) {

@@ -10,9 +10,9 @@
 // - The Q goes right after the producer (for a graph input or an initializer: at the top of its graph); each DQ
 //   right before its consumer. One DQ per consumer *input* (`{node, input}`): TensorRT's recommended layout,
 //   and what ORT's QDQ selectors want (a DQ per node unit). `consumers` empty = every node input reading the tensor.
-// - Graph outputs are never rewired: a tensor that is also a graph output keeps its name and float value (an
-//   ActivationPlan lists node inputs only, so there is nothing to list for an output). No Q is inserted when no
-//   consumer gets a DQ.
+// - Graph outputs stay float unless the plan says `graphOutput`: then the output reads its own DequantizeLinear
+//   and keeps its name, while the float tensor the producer writes is renamed `<t>_float` (ORT fuses a layer only as
+//   DQ -> op -> Q, so a classifier Gemm writing the logits needs this). No Q is inserted when nothing reads a DQ.
 // - Scale: scalar float32 initializer `<t>_scale`; zero point: scalar initializer `<t>_zero_point` of the plan's
 //   dtype (u8 / i8 / u16 / i16 / fp8e4m3), always explicit (absent would mean UINT8 in ONNX, INT8 in TensorRT).
 //   Activations are per-tensor only (TensorRT: "activation quantization does not support per-axis"; QParams is
@@ -52,6 +52,8 @@ interface Resolved {
   readonly scale: number;
   readonly zeroPoint: number;
   readonly uses: Use[];
+  /** The tensor is a graph output that reads the dequantized value. */
+  readonly graphOutput: boolean;
 }
 
 function refuse(message: string, loc: Loc): never {
@@ -87,7 +89,7 @@ function zeroPointTensor(name: string, dtype: ActQDType, zp: number): AnyTypedAr
 
 function resolve(plans: readonly ActivationPlan[], params: ReadonlyMap<string, QParams>, values: ReadonlyMap<string, Value>, nodes: ReadonlyMap<string, Node>): Resolved[] {
   // merge plans of one tensor (their quantization must agree; consumers are united)
-  const merged = new Map<string, { plan: ActivationPlan; all: boolean; consumers: Use[] }>();
+  const merged = new Map<string, { plan: ActivationPlan; all: boolean; consumers: Use[]; output: boolean }>();
   for (const p of plans) {
     const loc: Loc = { tensor: p.tensor };
     const prev = merged.get(p.tensor);
@@ -98,8 +100,9 @@ function resolve(plans: readonly ActivationPlan[], params: ReadonlyMap<string, Q
         refuse(`two activation plans for '${p.tensor}' disagree (${a.dtype} vs ${b.dtype})`, loc);
       }
     }
-    const entry = prev ?? { plan: p, all: false, consumers: [] };
+    const entry = prev ?? { plan: p, all: false, consumers: [], output: false };
     if (p.consumers.length === 0) entry.all = true;
+    if (p.graphOutput === true) entry.output = true;
     for (const c of p.consumers) {
       const n = nodes.get(c.node);
       if (!n) refuse(`activation plan for '${p.tensor}' lists consumer '${c.node}', which is not in the graph`, { ...loc, node: c.node });
@@ -109,7 +112,7 @@ function resolve(plans: readonly ActivationPlan[], params: ReadonlyMap<string, Q
     merged.set(p.tensor, entry);
   }
   const out: Resolved[] = [];
-  for (const [name, { plan, all, consumers }] of merged) {
+  for (const [name, { plan, all, consumers, output }] of merged) {
     const loc: Loc = { tensor: name };
     const v = values.get(name);
     if (!v) refuse(`activation plan names tensor '${name}', which is not in the graph`, loc);
@@ -133,7 +136,7 @@ function resolve(plans: readonly ActivationPlan[], params: ReadonlyMap<string, Q
       if (q.symmetric && zp !== 0) refuse(`symmetric plan for '${name}' has zero point ${zp}`, loc);
     }
     const uses: Use[] = all ? v.uses.map((u) => ({ node: u.node, input: u.index })) : consumers;
-    out.push({ tensor: v, dtype: q.dtype, scale, zeroPoint: zp, uses });
+    out.push({ tensor: v, dtype: q.dtype, scale, zeroPoint: zp, uses, graphOutput: output && v.graph.outputs.includes(v) });
   }
   return out;
 }
@@ -154,7 +157,7 @@ export function insertQdq(model: Model, plans: readonly ActivationPlan[], params
   for (const n of model.graph.allNodes()) if (!nodes.has(n.name)) nodes.set(n.name, n);
   let resolved = resolve(plans, params, valueMap(model), nodes);
   let need = 0;
-  for (const r of resolved) if (r.uses.length > 0) need = Math.max(need, requiredOpset(r));
+  for (const r of resolved) if (r.uses.length > 0 || r.graphOutput) need = Math.max(need, requiredOpset(r));
   if (model.opset < need) {
     try {
       upgradeOpset.run(model, { options: { to: need }, diag: diagnosticSink(), instruments: [] });
@@ -169,7 +172,7 @@ export function insertQdq(model: Model, plans: readonly ActivationPlan[], params
   const rw = new Rewriter(model.graph);
   let inserted = 0;
   for (const r of resolved) {
-    if (r.uses.length === 0) continue;
+    if (r.uses.length === 0 && !r.graphOutput) continue;
     const v = r.tensor;
     const g = v.graph;
     const t = v.name;
@@ -190,6 +193,16 @@ export function insertQdq(model: Model, plans: readonly ActivationPlan[], params
       });
       rw.insertBefore(u.node, dq);
       rw.setInput(u.node, u.input, dq.outputs[0]!);
+      inserted++;
+    }
+    if (r.graphOutput) {
+      const dq = rw.createNode('DequantizeLinear', [q.outputs[0]!, sv, zv], {
+        name: `${t}_dq`,
+        outputs: [unusedName(g, `${t}_dequantized`)],
+        outputTypes: [tensorType('f32', shape)],
+      });
+      rw.insertAfter(q, dq);
+      rw.replaceGraphOutput(v, dq.outputs[0]!, '_float');
       inserted++;
     }
   }

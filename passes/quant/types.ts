@@ -53,6 +53,12 @@ export interface ActivationPlan {
    * identical scale and zero point). Optional: calibrating it independently is still correct, only slower.
    */
   readonly sameAs?: string;
+  /**
+   * When the tensor is also a graph output, that output reads the dequantized value too (it keeps its name; the
+   * float tensor becomes `<t>_float`). ORT needs it: a layer fuses only as DQ -> op -> Q, so the last layer of a
+   * network (the classifier Gemm) runs in float unless its graph output is quantized. Absent: graph outputs stay float.
+   */
+  readonly graphOutput?: boolean;
 }
 
 /** Weight quantization request: an initializer read by one node input. */

@@ -1,7 +1,12 @@
-// Golden-file harness: `// RUN: qcc-opt` lines, pipeline execution with verification, FileCheck-style matching, accept.
+// Golden-file harness: `// RUN: qcc-opt` / `qcc-quant` lines, pipeline execution with verification, FileCheck-style matching, accept.
 //
 // A golden file (test/golden/<pass>/<case>.qir) is a .qir model plus comment directives:
 //   // RUN: qcc-opt --pass=fold-batchnorm,dce [--<pass>.<option>=value] [--<option>=value] [--fixpoint=N]
+//   // RUN: qcc-quant --target=tensorrt|ort --preset=w8a8 [--calibrator=C] [--percentile=P] [--per-tensor]
+//                     [--block-size=N] [--mse-clip] [--keep-fp=GLOB[,GLOB]]... [--calib-samples=N] [--seed=S]
+//        the whole `qcc compile` pipeline (targets/compile.ts compile(): canonicalize, plan, seeded random
+//        calibration, quantize, verify), printing the quantized model; validation runs on 1 held-out sample and the
+//        onnxruntime fusion/latency check is off, so the output is deterministic (defaults: 8 samples, seed 0)
 //   // CHECK: <text>        the next line (at or after the previous match) containing <text>
 //   // CHECK-NEXT: <text>   the line right after the previous match contains <text>
 //   // CHECK-NOT: <text>    no line between the surrounding positive matches contains <text>; a CHECK-NOT before
@@ -22,6 +27,9 @@ import { parseModel } from '../../ir/parse.js';
 import { printModel } from '../../ir/print.js';
 import { PassManager, verifyInstrument } from '../../passes/manager.js';
 import type { Pass } from '../../passes/pass.js';
+import type { Calibrator, QuantConfig } from '../../passes/quant/types.js';
+import { compile } from '../../targets/compile.js';
+import { isPreset, presetConfig, unknownPreset } from '../../targets/config.js';
 
 /** test/golden in the source tree (this file runs from dist/test/golden). */
 export const GOLDEN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/golden');
@@ -34,8 +42,19 @@ export interface Check {
   readonly line: number;
 }
 
+/** A `qcc-quant` RUN line: the arguments of compile(). */
+export interface QuantRun {
+  readonly target: 'tensorrt' | 'ort';
+  readonly config: QuantConfig;
+  readonly calibSamples: number;
+  readonly seed: number;
+}
+
 export interface GoldenSpec {
+  /** qcc-opt: the pass pipeline (empty for qcc-quant) */
   readonly passes: readonly Pass[];
+  /** qcc-quant: the compile() run */
+  readonly quant?: QuantRun;
   readonly options: ReturnType<typeof collectPassOptions>;
   readonly fixpoint: number | undefined;
   readonly checks: readonly Check[];
@@ -63,7 +82,8 @@ export function parseGolden(text: string, file = '<golden>'): GoldenSpec {
   });
   if (run === undefined) throw new QccError('E_USAGE', `${file}: no '// RUN: qcc-opt --pass=...' line`);
   const words = run.split(/\s+/).filter((w) => w !== '');
-  if (words.shift() !== 'qcc-opt') throw new QccError('E_USAGE', `${file}: the RUN line must start with qcc-opt`);
+  const tool = words.shift();
+  if (tool !== 'qcc-opt' && tool !== 'qcc-quant') throw new QccError('E_USAGE', `${file}: the RUN line must start with qcc-opt or qcc-quant`);
   let passSpec: string | undefined;
   let fixpoint: number | undefined;
   const raw: [string, string | undefined][] = [];
@@ -74,10 +94,12 @@ export function parseGolden(text: string, file = '<golden>'): GoldenSpec {
     const key = eq < 0 ? w.slice(2) : w.slice(2, eq);
     let value = eq < 0 ? undefined : w.slice(eq + 1);
     if (value === undefined && words[i + 1] !== undefined && !words[i + 1]!.startsWith('--')) value = words[++i];
-    if (key === 'pass' || key === 'passes') passSpec = value;
+    if (tool === 'qcc-quant') raw.push([key, value]);
+    else if (key === 'pass' || key === 'passes') passSpec = value;
     else if (key === 'fixpoint') fixpoint = Number(value);
     else raw.push([key, value]);
   }
+  if (tool === 'qcc-quant') return { passes: [], quant: quantRun(raw, file), options: {}, fixpoint: undefined, checks, expectedError };
   if (passSpec === undefined) throw new QccError('E_USAGE', `${file}: the RUN line has no --pass=`);
   const passes = parsePipeline(passSpec);
   // `--option=v` is short for `--<pass>.option=v` when exactly one pass in the pipeline declares it
@@ -94,6 +116,66 @@ export function parseGolden(text: string, file = '<golden>'): GoldenSpec {
   return { passes, options: collectPassOptions(flags, passes), fixpoint, checks, expectedError };
 }
 
+/** The flags of a `qcc-quant` RUN line (see the file comment); anything else is E_USAGE. */
+function quantRun(flags: readonly [string, string | undefined][], file: string): QuantRun {
+  const bad = (what: string): never => {
+    throw new QccError('E_USAGE', `${file}: qcc-quant ${what}`);
+  };
+  const int = (key: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < min) bad(`--${key} must be an integer >= ${min}, got ${String(v)}`);
+    return n;
+  };
+  let target: QuantRun['target'] | undefined;
+  let preset: string | undefined;
+  let calibSamples = 8;
+  let seed = 0;
+  const o: { -readonly [K in keyof QuantConfig]?: QuantConfig[K] } = {};
+  const keepFp: string[] = [];
+  for (const [key, v] of flags) {
+    switch (key) {
+      case 'target':
+        if (v !== 'tensorrt' && v !== 'ort') bad(`--target must be tensorrt or ort, got ${String(v)}`);
+        target = v as QuantRun['target'];
+        break;
+      case 'preset':
+        preset = v;
+        break;
+      case 'calibrator':
+        o.calibrator = v as Calibrator;
+        break;
+      case 'percentile':
+        o.percentile = Number(v);
+        break;
+      case 'per-tensor':
+        o.perChannel = false;
+        break;
+      case 'mse-clip':
+        o.mseClip = true;
+        break;
+      case 'block-size':
+        o.blockSize = int(key, v, 2);
+        break;
+      case 'keep-fp':
+        if (!v) bad('--keep-fp needs a glob');
+        keepFp.push(...v!.split(','));
+        break;
+      case 'calib-samples':
+        calibSamples = int(key, v, 1);
+        break;
+      case 'seed':
+        seed = int(key, v, 0);
+        break;
+      default:
+        bad(`has no option --${key}`);
+    }
+  }
+  if (target === undefined) bad('needs --target=tensorrt|ort');
+  if (preset === undefined) bad('needs --preset=NAME');
+  if (!isPreset(preset!)) throw unknownPreset(preset!);
+  return { target: target!, config: presetConfig(preset!, { ...o, keepFp }), calibSamples, seed };
+}
+
 export interface GoldenRun {
   readonly spec: GoldenSpec;
   /** printed IR after the pipeline, when it succeeded */
@@ -101,11 +183,16 @@ export interface GoldenRun {
   readonly error?: QccError;
 }
 
-/** Parses the file's model, runs its pipeline with verification, prints the result. */
+/** Parses the file's model, runs its pipeline with verification (or, for qcc-quant, compile()), prints the result. */
 export async function runGolden(text: string, file = '<golden>'): Promise<GoldenRun> {
   const spec = parseGolden(text, file);
   try {
     const m = parseModel(text, { file });
+    if (spec.quant) {
+      const q = spec.quant;
+      const r = await compile(m, { target: q.target, config: q.config, calibSamples: q.calibSamples, validationSamples: 1, ortCheck: false, seed: q.seed });
+      return { spec, output: printModel(r.model) };
+    }
     const r = await new PassManager(spec.passes).run(m, {
       options: spec.options,
       instruments: [verifyInstrument()],

@@ -95,20 +95,24 @@ describe('compile() on a small residual CNN', () => {
     assert.ok(ortActs.length > 0 && ortActs.every((a) => a.dtype === 'uint8'), JSON.stringify(ortActs.slice(0, 2)));
   });
 
-  test('ort: onnxruntime fuses every quantized Conv; the final MatMul+bias stays float, as the target predicted', () => {
+  test('ort: onnxruntime fuses every quantized layer, the final MatMul+bias too (its graph output is read through Q/DQ)', () => {
     const r = results.get('ort/w8a8')!;
     const o = r.report.ort!;
     assert.ok(o, 'ort check ran');
     assert.equal(o.quantizedLayers, 5);
     assert.equal(o.fusedOps.QLinearConv, 4, JSON.stringify(o.fusedOps));
     assert.equal(o.fusedOps.QLinearAdd, 1, 'the residual Add runs quantized');
-    // ORT rewrites MatMul+Add into a float Gemm named 'fc/MatMulAddFusion': matched back to 'fc' through its DQ inputs
-    assert.deepEqual(o.unfused.map((u) => u.node), ['fc']);
-    assert.match(o.unfused[0]!.reason, /bias/);
-    assert.equal(o.fused, 4);
+    // ORT rewrites MatMul+Add into a Gemm, then (its output going to Q) into QGemm; matched back to 'fc' through its DQ inputs
+    assert.equal(o.fusedOps.QGemm, 1, JSON.stringify(o.fusedOps));
+    assert.deepEqual(o.unfused, []);
+    assert.equal(o.fused, 5);
     assert.deepEqual(o.mispredicted, []);
     assert.ok(o.speedup! > 0 && o.latencyMs!.fp32 > 0);
-    assert.match(r.summary, /onnxruntime check \(optimized graph\): 4 \/ 5 quantized Conv\/MatMul\/Gemm fused \(4 QLinearConv, 1 QLinearAdd\)/);
+    assert.match(r.summary, /onnxruntime check \(optimized graph\): 5 \/ 5 quantized Conv\/MatMul\/Gemm fused \(4 QLinearConv, 1 QLinearAdd, 1 QGemm\)/);
+    // the graph output keeps its name and reads a DequantizeLinear; the float tensor the layer writes is renamed
+    const out = r.model.graph.outputs[0]!;
+    assert.equal(out.producer?.opType, 'DequantizeLinear');
+    assert.equal(out.producer!.inputs[0]!.producer!.inputs[0]!.name, `${out.name}_float`);
     assert.equal(results.get('tensorrt/w8a8')!.report.ort, undefined, 'no ORT check for tensorrt by default');
   });
 
@@ -204,10 +208,11 @@ describe('compile() on zoo resnet18', () => {
       assert.equal(r.report.counts.layersQuantized, 21);
       assert.ok(o.sqnrDb > FLOOR[target], `${target} SQNR ${o.sqnrDb.toFixed(2)} dB`);
       if (target === 'ort') {
-        // every Conv fuses; the classifier Gemm (float bias, graph output) stays float, as predicted
+        // every Conv fuses, and the classifier Gemm too (its graph output is read through Q/DQ, so ORT builds QGemm)
         const o = r.report.ort!;
         assert.equal(o.fusedOps.QLinearConv, 20);
-        assert.deepEqual(o.unfused.map((u) => u.node), ['fc']);
+        assert.equal(o.fusedOps.QGemm, 1);
+        assert.deepEqual(o.unfused, []);
         assert.deepEqual(o.mispredicted, []);
       }
     });

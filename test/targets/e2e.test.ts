@@ -99,32 +99,27 @@ describe('resnet18 end to end', () => {
     const { kernels, session } = await ortKernels(q, 'resnet18-ort');
     assert.deepEqual(predictedKernels(report), kernels);
     assert.equal(kernels.QLinearConv, 20);
-    // insertQdq leaves graph outputs in float, so the classifier's output has no Q and its float bias blocks QGemm
-    const fc = report.layers.find((l) => l.node === 'fc')!;
-    assert.equal(fc.quantized, false);
-    assert.match(fc.reason!, /^float bias and no QuantizeLinear on the output/);
+    assert.equal(kernels.QGemm, 1, 'the classifier Gemm fuses: its graph output is read through Q/DQ');
+    assert.equal(report.coverage, 1);
+    assert.ok(report.layers.every((l) => l.quantized));
     const out = (await run(session, { input: image() })).logits!;
     assert.ok((out.data as Float32Array).every(Number.isFinite));
   });
 
-  test('ort: with the logits read back through Q/DQ (what the plan asks for the graph output) coverage is full', async () => {
+  test('ort: the logits keep their name, read a DequantizeLinear, and the float tensor fc writes is logits_float', async () => {
     const { q, plan } = await quantize(m, 'ort');
-    assert.deepEqual(plan.activations.find((a) => a.tensor === 'logits')?.consumers, []);
+    const a = plan.activations.find((x) => x.tensor === 'logits');
+    assert.deepEqual(a?.consumers, []);
+    assert.equal(a?.graphOutput, true);
     const g = q.graph;
-    const logits = g.outputs[0]!;
-    const rw = new Rewriter(g);
-    const s = rw.addInitializer(tensorFromTyped('logits_scale', 'f32', [], Float32Array.of(0.05)));
-    const z = rw.addInitializer(tensorFromTyped('logits_zero_point', 'u8', [], Uint8Array.of(128)));
-    const qn = rw.insertAfter(logits.producer!, rw.createNode('QuantizeLinear', [logits, s, z], { name: 'logits_q' }));
-    const dq = rw.insertAfter(qn, rw.createNode('DequantizeLinear', [qn.outputs[0]!, s, z], { name: 'logits_dq' }));
-    rw.replaceAllUsesWith(logits, dq.outputs[0]!);
-    rw.setInput(qn, 0, logits);
+    assert.deepEqual(g.outputs.map((v) => v.name), ['logits']);
+    const dq = g.outputs[0]!.producer!;
+    assert.equal(dq.opType, 'DequantizeLinear');
+    const qn = dq.inputs[0]!.producer!;
+    assert.equal(qn.opType, 'QuantizeLinear');
+    assert.equal(qn.inputs[0]!.name, 'logits_float');
+    assert.equal(qn.inputs[0]!.producer!.name, 'fc');
     assertValid(q);
-    const report = getTarget('ort').predictFusion(q);
-    assert.equal(report.coverage, 1);
-    const { kernels } = await ortKernels(q, 'resnet18-ort-logits');
-    assert.deepEqual(predictedKernels(report), kernels);
-    assert.deepEqual(kernels, { QLinearConv: 20, QGemm: 1 });
   });
 });
 
@@ -138,9 +133,9 @@ describe('transformers end to end', () => {
         const { q, report } = await quantize(m, 'ort', preset);
         const { kernels } = await ortKernels(q, `${name}-${preset}`);
         assert.deepEqual(predictedKernels(report), kernels, preset);
-        // vit's classifier Gemm writes the graph output, which insertQdq leaves in float: no Q, no QGemm
+        // vit's classifier Gemm writes the graph output, which is read through Q/DQ: it fuses like every other layer
         const unfused = report.layers.filter((l) => !l.quantized).map((l) => l.node);
-        assert.deepEqual(unfused, name === 'vit-ti16' ? ['head'] : [], preset);
+        assert.deepEqual(unfused, [], preset);
       }
     });
   }

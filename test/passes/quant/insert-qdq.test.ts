@@ -162,6 +162,35 @@ describe('insertQdq: structure', () => {
     assert.deepEqual([...(out['sig_out']!.data as Float32Array)].map((v, i) => Math.abs(v - 1 / (1 + Math.exp(-Math.max(xv[i]!, 0)))) < 1e-6), Array(8).fill(true));
   });
 
+  test('graphOutput: the graph output reads its own DQ and keeps its name; the float tensor becomes <t>_float', async () => {
+    const b = new GraphBuilder('g', { opset: 13 });
+    const x = b.input('x', 'f32', [6]);
+    const y = b.op('Relu', [x], { name: 'relu' });
+    b.output(y, b.op('Neg', [y], { name: 'neg' }));
+    const m = b.build();
+    const { inserted } = insertQdq(m, [{ ...act('relu_out', 'u8', false), graphOutput: true }], new Map([['relu_out', { scale: 0.03, zeroPoint: 0 }]]));
+    assert.equal(inserted, 3);
+    assert.deepEqual(graphText(m.graph), [
+      'relu_out_float = Relu(x)',
+      'relu_out_quantized = QuantizeLinear(relu_out_float, relu_out_scale, relu_out_zero_point)',
+      'relu_out = DequantizeLinear(relu_out_quantized, relu_out_scale, relu_out_zero_point)',
+      'relu_out_dequantized = DequantizeLinear(relu_out_quantized, relu_out_scale, relu_out_zero_point)',
+      'neg_out = Neg(relu_out_dequantized)',
+    ]);
+    assert.deepEqual(m.graph.outputs.map((v) => v.name), ['relu_out', 'neg_out']);
+    assert.deepEqual(verify(m), []);
+    const xv = Float32Array.of(-1, 0.01, 0.5, 2, 7.7, 100);
+    const out = await runOrt(m, { x: new ort.Tensor('float32', xv, [6]) });
+    const dq = [...xv].map((v) => Math.fround(quantizeInt(Math.max(v, 0), Math.fround(0.03), 0, 'u8', true) * Math.fround(0.03)));
+    assert.deepEqual([...(out['relu_out']!.data as Float32Array)], dq, 'the graph output is the dequantized value (7.65 saturates)');
+    assert.deepEqual([...(out['neg_out']!.data as Float32Array)], dq.map((v) => -v));
+    // without graphOutput, a tensor read only by the graph output gets nothing (see the next tests)
+    const b2 = new GraphBuilder('g', { opset: 13 });
+    b2.output(b2.op('Relu', [b2.input('x', 'f32', [6])], { name: 'relu' }));
+    const m2 = b2.build();
+    assert.equal(insertQdq(m2, [act('relu_out', 'u8', false)], new Map([['relu_out', { scale: 0.03, zeroPoint: 0 }]])).inserted, 0);
+  });
+
   test('empty consumers = every node input: Mul(y, y) gets two DQs; a graph input is quantized at the top', () => {
     const b = new GraphBuilder('g', { opset: 13 });
     const x = b.input('x', 'f32', [4]);
