@@ -1,9 +1,10 @@
-// Golden tests: every test/golden/**/*.qir runs its RUN pipeline (verified) and must satisfy its CHECK lines.
+// Golden tests: every test/golden/**/*.qir runs its RUN pipeline (qcc-opt passes or qcc-quant compile, verified) and must satisfy its CHECK lines.
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { isQccError } from '../../ir/errors.js';
 import { parseModel } from '../../ir/parse.js';
 import { printModel } from '../../ir/print.js';
 import { acceptedText, fileCheck, GOLDEN_DIR, listGoldenFiles, normalize, parseGolden, runGolden, verdict, type Check } from './harness.js';
@@ -102,5 +103,88 @@ describe('FileCheck semantics', () => {
     assert.throws(() => parseGolden('// RUN: qcc-opt --pass=dce --to=13\n'), { code: 'E_USAGE' });
     assert.throws(() => parseGolden('// RUN: qcc-opt --pass=upgrade-opset --to=abc\n'), { code: 'E_PASS_OPTION' });
     assert.throws(() => parseGolden('graph g() -> () {}'), { code: 'E_USAGE' });
+  });
+});
+
+describe('qcc-quant goldens (test/golden/quant-*)', () => {
+  const quantFiles = files.filter((f) => /[/\\]quant-(tensorrt|ort)[/\\]/.test(f));
+  const read = (rel: string): string => fs.readFileSync(path.join(GOLDEN_DIR, rel), 'utf8');
+  const CHECK_LINE = /^\s*\/\/\s*(CHECK-NEXT|CHECK-NOT|CHECK)\s*:/;
+  const body = (t: string): string => t.split('\n').filter((l) => !CHECK_LINE.test(l)).join('\n');
+  const checksOf = (t: string): string => t.split('\n').filter((l) => CHECK_LINE.test(l)).join('\n');
+
+  test('every pattern for both targets: conv-relu, residual, depthwise, attention, adaln (each with its twin)', () => {
+    const rel = quantFiles.map((f) => path.relative(GOLDEN_DIR, f).split(path.sep).join('/'));
+    for (const t of ['tensorrt', 'ort']) {
+      for (const p of ['conv-relu', 'residual', 'depthwise', 'attention', 'adaln']) {
+        assert.ok(rel.includes(`quant-${t}/${p}.qir`) && rel.includes(`quant-${t}/${p}.neg.qir`), `quant-${t}/${p}`);
+      }
+    }
+  });
+
+  test('RUN lines: qcc-quant flags become compile() options; unknown flags, targets and presets refused', () => {
+    const s = parseGolden('// RUN: qcc-quant --target=ort --preset=w4a8 --calibrator=minmax --per-tensor --block-size 32 --keep-fp=a.*,b --keep-fp c --calib-samples=3 --seed=7\n');
+    assert.deepEqual(s.passes, []);
+    assert.equal(s.quant!.target, 'ort');
+    assert.equal(s.quant!.calibSamples, 3);
+    assert.equal(s.quant!.seed, 7);
+    const c = s.quant!.config;
+    assert.deepEqual([c.preset, c.calibrator, c.perChannel, c.blockSize, c.keepFp], ['w4a8', 'minmax', false, 32, ['a.*', 'b', 'c']]);
+    // defaults: the preset's config, 8 calibration samples, seed 0
+    const d = parseGolden('// RUN: qcc-quant --target=tensorrt --preset=w8a8\n').quant!;
+    assert.deepEqual([d.calibSamples, d.seed, d.config.calibrator, d.config.perChannel], [8, 0, 'percentile', true]);
+    assert.throws(() => parseGolden('// RUN: qcc-quant --target=ort --preset=w3a8\n'), (e: unknown) => isQccError(e) && e.code === 'E_USAGE' && /unknown preset 'w3a8'/.test(e.message));
+    assert.throws(() => parseGolden('// RUN: qcc-quant --target=cuda --preset=w8a8\n'), { code: 'E_USAGE' });
+    assert.throws(() => parseGolden('// RUN: qcc-quant --preset=w8a8\n'), { code: 'E_USAGE' });
+    assert.throws(() => parseGolden('// RUN: qcc-quant --target=ort --preset=w8a8 --pass=dce\n'), { code: 'E_USAGE' });
+    assert.throws(() => parseGolden('// RUN: qcc-quant --target=ort --preset=w8a8 --calibrator=median\n'), { code: 'E_USAGE' });
+    assert.throws(() => parseGolden('// RUN: qcc-quant --target=ort --preset=w8a8 --calib-samples=0\n'), { code: 'E_USAGE' });
+    assert.throws(() => parseGolden('// RUN: qcc-tblgen --target=ort\n'), { code: 'E_USAGE' });
+  });
+
+  test('the runs are deterministic: the same file prints the same model twice', async () => {
+    const text = read('quant-ort/attention.qir');
+    const [a, b] = [await runGolden(text), await runGolden(text)];
+    assert.ok(a.output !== undefined && a.output.includes('QuantizeLinear'));
+    assert.equal(a.output, b.output);
+  });
+
+  test('each negative twin is told apart from its positive: neither output satisfies the other file\'s checks', async () => {
+    for (const neg of quantFiles.filter((f) => f.endsWith('.neg.qir'))) {
+      const pos = neg.replace(/\.neg\.qir$/, '.qir');
+      const [P, N] = [fs.readFileSync(pos, 'utf8'), fs.readFileSync(neg, 'utf8')];
+      assert.notEqual(verdict(await runGolden(`${body(N)}\n${checksOf(P)}`)), undefined, `${neg}: its output satisfies the positive's checks`);
+      assert.notEqual(verdict(await runGolden(`${body(P)}\n${checksOf(N)}`)), undefined, `${pos}: its output satisfies the negative's checks`);
+    }
+  });
+
+  test('the goldens are not vacuous: a wrong dtype, a skipped consumer DQ, per-tensor weights, the other target\'s layout all fail', async () => {
+    // the activation dtype: ORT's x as int8 instead of uint8
+    const ort = read('quant-ort/conv-relu.qir');
+    const i8 = ort.replace('// CHECK-NEXT: %x_quantized = QuantizeLinear(%x, %x_scale, %x_zero_point) : u8[1,2,4,4] @x_q', '// CHECK-NEXT: %x_quantized = QuantizeLinear(%x, %x_scale, %x_zero_point) : i8[1,2,4,4] @x_q');
+    assert.notEqual(i8, ort);
+    assert.match(verdict(await runGolden(i8))!, /CHECK-NEXT: '%x_quantized = .* : i8\[1,2,4,4\] @x_q' not on output line/);
+    // the shortcut DQ of the TensorRT residual Add skipped: the Add would read %x in float
+    const res = read('quant-tensorrt/residual.qir');
+    const skipped = res
+      .replace(/^\/\/ CHECK-NEXT: %x_dequantized_1 = DequantizeLinear.*\n/m, '')
+      .replace('// CHECK-NEXT: %s = Add(%h2, %x_dequantized_1)', '// CHECK-NEXT: %s = Add(%h2, %x)');
+    assert.notEqual(skipped, res);
+    assert.match(verdict(await runGolden(skipped))!, /CHECK-NEXT: '%s = Add\(%h2, %x\)/);
+    // per-tensor weights where the golden wants per-channel (the RUN line changed, the checks kept): one scale 127/127
+    // for w1, so channel 1 quantizes to [1.25 -> 1, -63.5 -> -64 (tie, to even)]
+    const perTensor = res.replace('--calibrator=minmax', '--calibrator=minmax --per-tensor');
+    assert.match(verdict(await runGolden(perTensor))!, /CHECK-NEXT: '%w1_quantized = .*' not on output line \d+ \(found: %w1_quantized = const i8\[2,2,1,1\] \[127, -4, 1, -64\]\)/);
+    // the TensorRT checks on the ORT layout: uint8 activations and the Q after the Relu
+    assert.match(verdict(await runGolden(res.replace('--target=tensorrt', '--target=ort')))!, /CHECK-NOT: 'u8' found/);
+  });
+
+  test('golden:accept keeps {{regex}} checks that still match (calibrated scales stay regexes)', async () => {
+    const text = read('quant-tensorrt/conv-relu.qir');
+    const r = await runGolden(text);
+    assert.equal(acceptedText(text, r), text);
+    // a stale exact line is rewritten, the regex lines around it are kept
+    const stale = text.replace('// CHECK-NEXT: %w1_scale = const f32[2] [1, 0.5]', '// CHECK-NEXT: %w1_scale = const f32[2] [1, 0.25]');
+    assert.equal(acceptedText(stale, r), text);
   });
 });

@@ -299,7 +299,9 @@ export function verdict(r: GoldenRun): string | undefined {
 /**
  * The file with its CHECK lines regenerated from `r`: existing CHECK-NOT lines are kept (moved to the top of the
  * check block, where they guard the whole output), positive checks become the full output (`CHECK:` for its first
- * line, `CHECK-NEXT:` after). For expected-error files only the code is updated. Returns undefined when the run
+ * line, `CHECK-NEXT:` after), except that an old positive check with a `{{regex}}` that matches an output line is kept
+ * for it (in order: scales of seeded calibration stay regexes). For expected-error files only the code is updated.
+ * Returns undefined when the run
  * cannot be accepted (an unexpected error).
  */
 export function acceptedText(text: string, r: GoldenRun): string | undefined {
@@ -311,14 +313,22 @@ export function acceptedText(text: string, r: GoldenRun): string | undefined {
   if (r.error || r.output === undefined) return undefined;
   const nots: string[] = [];
   const kept: string[] = [];
+  const regexChecks: string[] = [];
   for (const l of lines) {
     const m = DIRECTIVE.exec(l);
     if (m && m[1] === 'CHECK-NOT') nots.push(`// CHECK-NOT: ${normalize(m[2]!)}`);
+    else if (m && m[1]!.startsWith('CHECK') && m[2]!.includes('{{')) regexChecks.push(normalize(m[2]!));
     else if (!m || !m[1]!.startsWith('CHECK')) kept.push(l);
   }
   while (kept.length && kept[kept.length - 1]!.trim() === '') kept.pop();
   const out = r.output.replace(/\n$/, '').split('\n');
-  const checks = out.map((l, i) => `// ${i === 0 ? 'CHECK' : 'CHECK-NEXT'}: ${normalize(l)}`);
+  let next = 0;
+  const checks = out.map((l, i) => {
+    const line = normalize(l);
+    const k = regexChecks.findIndex((p, j) => j >= next && matcher(p)(line));
+    if (k >= 0) next = k + 1;
+    return `// ${i === 0 ? 'CHECK' : 'CHECK-NEXT'}: ${k >= 0 ? regexChecks[k] : line}`;
+  });
   return [...kept, '', ...nots, ...checks, ''].join('\n');
 }
 
