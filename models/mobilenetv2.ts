@@ -2,7 +2,7 @@
 
 import type { Model, Value } from '../ir/ir.js';
 import { init } from './init.js';
-import { N, Net, type NetOptions } from './nn.js';
+import { N, Net, NORM_GAMMA, RESIDUAL_GAMMA, type NetOptions } from './nn.js';
 
 /** torchvision's inverted_residual_setting: expand ratio t, output channels c, repeats n, first stride s. */
 export const MOBILENETV2_SETTING: readonly (readonly [number, number, number, number])[] = [
@@ -49,8 +49,9 @@ export function buildMobileNetV2(name: string, o: NetOptions): Model {
       if (t !== 1) y = cna(y, `${p}.${j++}`, inC, hidden, 1);
       y = cna(y, `${p}.${j++}`, hidden, hidden, 3, stride, hidden);
       y = net.conv(y, `${p}.${j++}`, { cin: hidden, cout: outC, k: 1 });
-      y = net.bn(y, `${p}.${j++}`, outC);
-      h = stride === 1 && inC === outC ? net.op('Add', [h, y], `${p.slice(0, -5)}.add`) : y;
+      const residual = stride === 1 && inC === outC;
+      y = net.bn(y, `${p}.${j++}`, outC, residual ? RESIDUAL_GAMMA : NORM_GAMMA);
+      h = residual ? net.op('Add', [h, y], `${p.slice(0, -5)}.add`) : y;
       inC = outC;
     }
   }

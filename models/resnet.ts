@@ -2,7 +2,7 @@
 
 import type { Model, Value } from '../ir/ir.js';
 import { init } from './init.js';
-import { N, Net, type NetOptions } from './nn.js';
+import { N, Net, RESIDUAL_GAMMA, type NetOptions } from './nn.js';
 
 export interface ResNetConfig {
   readonly block: 'basic' | 'bottleneck';
@@ -15,7 +15,8 @@ export const RESNET50: ResNetConfig = { block: 'bottleneck', layers: [3, 4, 6, 3
 /**
  * torchvision.models.resnet.ResNet(block, layers), num_classes 1000, input [N,3,224,224] -> logits [N,1000].
  * Init as torchvision: convs kaiming_normal_(fan_out, relu); fc keeps nn.Linear's default U(+-1/sqrt(fan_in)) for
- * weight and bias. BN gamma/beta: see nn.ts NORM_GAMMA/NORM_BETA; running statistics are placeholders until
+ * weight and bias. BN gamma/beta: see nn.ts NORM_GAMMA/NORM_BETA (RESIDUAL_GAMMA for bn2/bn3, the last BN of each
+ * residual branch); running statistics are placeholders until
  * calibrateBatchNorm runs.
  */
 export function buildResNet(name: string, cfg: ResNetConfig, o: NetOptions): Model {
@@ -42,11 +43,11 @@ export function buildResNet(name: string, cfg: ResNetConfig, o: NetOptions): Mod
       let y: Value;
       if (cfg.block === 'basic') {
         y = net.relu(net.bn(net.conv(h, `${p}.conv1`, { cin: inplanes, cout: planes, k: 3, stride, pad: 1 }), `${p}.bn1`, planes), `${p}.relu`);
-        y = net.bn(net.conv(y, `${p}.conv2`, { cin: planes, cout: planes, k: 3, pad: 1 }), `${p}.bn2`, planes);
+        y = net.bn(net.conv(y, `${p}.conv2`, { cin: planes, cout: planes, k: 3, pad: 1 }), `${p}.bn2`, planes, RESIDUAL_GAMMA);
       } else {
         y = net.relu(net.bn(net.conv(h, `${p}.conv1`, { cin: inplanes, cout: planes, k: 1 }), `${p}.bn1`, planes), `${p}.relu`);
         y = net.relu(net.bn(net.conv(y, `${p}.conv2`, { cin: planes, cout: planes, k: 3, stride, pad: 1 }), `${p}.bn2`, planes), `${p}.relu`);
-        y = net.bn(net.conv(y, `${p}.conv3`, { cin: planes, cout: planes * expansion, k: 1 }), `${p}.bn3`, planes * expansion);
+        y = net.bn(net.conv(y, `${p}.conv3`, { cin: planes, cout: planes * expansion, k: 1 }), `${p}.bn3`, planes * expansion, RESIDUAL_GAMMA);
       }
       h = net.relu(net.op('Add', [y, identity], `${p}.add`), `${p}.relu`);
       inplanes = planes * expansion;

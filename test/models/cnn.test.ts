@@ -100,14 +100,24 @@ function checkCommon(m: Model, name: string): void {
   const x = m.graph.inputs[0]!;
   assert.deepEqual([x.name, x.dtype, x.shape], ['input', 'f32', [{ param: 'N' }, 3, 224, 224]]);
   assert.deepEqual(m.graph.outputs.map((o) => [o.name, o.shape]), [['logits', [{ param: 'N' }, 1000]]]);
-  // BN: gamma/beta are small random (1 + 0.1 z, 0.1 z), eps 1e-5
+  // BN: gamma/beta are small random (1 + 0.1 z, 0.1 z), eps 1e-5; the last BN of a residual branch (its output goes
+  // straight into the skip Add) has gamma 0.25 (1 + 0.1 z)
+  let residual = 0;
   for (const n of m.graph.nodes()) {
     if (n.op !== 'BatchNormalization') continue;
     assert.equal(Math.fround(n.attrFloat('epsilon', 0)), Math.fround(1e-5));
     const g = n.input(1)!.initializer!.typed() as Float32Array;
-    assert.ok(g.every((v) => v >= 0.79 && v <= 1.21) && g.some((v) => v !== 1), `${n.name} gamma`);
+    const uses = n.outputs[0]!.uses;
+    const intoAdd = uses.length === 1 && uses[0]!.node.op === 'Add';
+    const isShortcut = n.name.includes('downsample');
+    const [lo, hi] = intoAdd && !isShortcut ? (residual++, [0.25 * 0.79, 0.25 * 1.21]) : [0.79, 1.21];
+    assert.ok(g.every((v) => v >= lo && v <= hi) && g.some((v) => v !== 1), `${n.name} gamma`);
   }
+  assert.equal(residual, RESIDUAL_BLOCKS[name], 'residual branches');
 }
+
+/** Residual Adds per network: ResNet-18 8 BasicBlocks, ResNet-50 16 Bottlenecks, MobileNetV2 10 stride-1 inverted residuals with equal channels. */
+const RESIDUAL_BLOCKS: Record<string, number> = { resnet18: 8, resnet50: 16, mobilenetv2: 10 };
 
 describe('resnet18', () => {
   let m: Model;
