@@ -71,6 +71,8 @@ export interface CompileOptions {
   readonly validation?: CalibrationData;
   /** Seed of random calibration and validation inputs (default 0). */
   readonly seed?: number;
+  /** Histogram elements per sample and tensor (calibration.ts HIST_ELEMENTS when absent; Infinity: all). */
+  readonly histogramElements?: number;
   /** Samples per calibration batch (calibration's default when absent). */
   readonly batchSize?: number;
   /** Values for symbolic input dims other than the batch (random inputs). */
@@ -400,13 +402,27 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   const ranges = new Map<string, Range>();
   const params = new Map<string, QParams>();
   if (plan.activations.length) {
-    const stats = await timer.time('calibrate', () => collectStatistics(fp, plan.activations, data.calib, { onProgress: (d, t) => progress('calibrate', d, t) }));
-    for (const a of plan.activations) {
+    // a tensor planned `sameAs` another shares that one's parameters (ORT drops DQ -> Reshape -> Q only when they
+    // are identical): it needs no statistics of its own
+    const own = plan.activations.filter((a) => a.sameAs === undefined);
+    const stats = await timer.time('calibrate', () => collectStatistics(fp, own, data.calib, {
+        onProgress: (d, t) => progress('calibrate', d, t),
+        ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
+      }));
+    for (const a of own) {
       const st = stats.get(a.tensor);
       if (!st) throw new QccError('E_PASS_FAILED', `calibration produced no statistics for tensor '${a.tensor}'`, { tensor: a.tensor });
       const r = computeRange(st, a);
       ranges.set(a.tensor, r);
       params.set(a.tensor, qparamsFor(r, a.quant));
+    }
+    for (const a of plan.activations) {
+      if (a.sameAs === undefined || params.has(a.tensor)) continue;
+      const r = ranges.get(a.sameAs);
+      const p = params.get(a.sameAs);
+      if (!r || !p) throw new QccError('E_PASS_FAILED', `activation '${a.tensor}' shares the parameters of '${a.sameAs}', which was not calibrated`, { tensor: a.tensor });
+      ranges.set(a.tensor, r);
+      params.set(a.tensor, p);
     }
   } else notes.push('no activation is quantized (weight-only preset): calibration skipped');
 

@@ -10,6 +10,7 @@ import type { Model } from '../../../ir/ir.js';
 import { createSession, ort, run, type Feeds } from '../../../ir/ort.js';
 import { decodeF16, decodeFloat8E4M3FN, encodeFloat8E4M3FN } from '../../../ir/numerics.js';
 import { mulberry32 } from '../../../ir/random.js';
+import { inferShapes } from '../../../ir/shape-inference.js';
 import { buildZooModel } from '../../../models/index.js';
 import {
   collectStatistics,
@@ -572,4 +573,49 @@ test('float16 tensors: reduced in float32, histogram data decoded', async () => 
   assert.equal(st.get(relu.name)!.count, 24);
   assert.equal(st.get(neg.name)!.min, -Math.max(...relus));
   assert.equal(st.get(neg.name)!.count, 24);
+});
+
+test('collectStatistics subsamples large histogram tensors: exact min/max, every 11th element binned (the same bins as JS binning that subsample)', async () => {
+  const b = new GraphBuilder('sub', { opset: 17 });
+  const x = b.input('x', 'f32', [{ param: 'N' }, 3, 40, 40]);
+  const y = b.op('Tanh', [x], { name: 'th' });
+  b.output(b.op('Neg', [y], { name: 'neg' }));
+  const m = b.build();
+  inferShapes(m); // the stride comes from the tensor's inferred shape
+  const ref = (() => {
+    const b2 = new GraphBuilder('sub', { opset: 17 });
+    b2.output(b2.op('Tanh', [b2.input('x', 'f32', [{ param: 'N' }, 3, 40, 40])], { name: 'th' }));
+    return b2.build();
+  })();
+  const data = randomCalibration(m, { samples: 5, batchSize: 2, seed: 7 });
+  const p = { ...plan('percentile'), tensor: 'th_out' };
+  // 4800 elements per sample, at most 500 -> stride ceil(4800 / 500) = 10, made odd: 11
+  const sub = (await collectStatistics(m, [p], data, { histogramElements: 500 })).get('th_out')!;
+  const full = (await collectStatistics(m, [p], data, { histogramElements: Infinity })).get('th_out')!;
+  const s = await createSession(ref);
+  const h = new StreamingHistogram(HIST_BINS);
+  let mn = Infinity;
+  let mx = -Infinity;
+  let n = 0;
+  for await (const feeds of data.batches()) {
+    const all = (await run(s, feeds)).th_out!.data as Float32Array;
+    const picked = all.filter((_, k) => k % 11 === 0);
+    let bmn = Infinity;
+    let bmx = -Infinity;
+    for (const v of all) (bmn = Math.min(bmn, v)), (bmx = Math.max(bmx, v));
+    h.addWithRange(picked, bmn, bmx);
+    mn = Math.min(mn, bmn);
+    mx = Math.max(mx, bmx);
+    n += all.length;
+  }
+  await s.release();
+  assert.equal(full.count, n);
+  assert.equal(sub.count, Math.ceil(9600 / 11) * 2 + Math.ceil(4800 / 11));
+  assert.deepEqual([sub.min, sub.max], [mn, mx], 'min and max come from every element');
+  assert.deepEqual([full.min, full.max], [mn, mx]);
+  assert.deepEqual([...sub.histogram!.counts], [...h.counts], 'the binned subsample is every 11th element in memory order');
+  // the percentile of the subsample stays near the full one (tanh of N(0,1) noise: smooth tail)
+  const a = computeRange(sub, p).max;
+  const f = computeRange(full, p).max;
+  assert.ok(Math.abs(a - f) < 0.02, `percentile ${a} vs ${f}`);
 });
