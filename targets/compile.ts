@@ -28,9 +28,10 @@ import { PassManager } from '../passes/manager.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { collectStatistics, computeRange, qparamsFor } from '../passes/quant/calibration.js';
 import { imageCalibration, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
+import { correctBias, meanAxisFor } from '../passes/quant/bias-correction.js';
 import { insertQdq } from '../passes/quant/insert-qdq.js';
 import { quantizeWeights } from '../passes/quant/quantize-weights.js';
-import type { Fallback, QParams, QuantConfig, QuantPlan, Range } from '../passes/quant/types.js';
+import type { ActivationPlan, Fallback, QParams, QuantConfig, QuantPlan, Range } from '../passes/quant/types.js';
 import { PRESET_SUMMARY, requiredOpset } from './config.js';
 import {
   buildLayerReports,
@@ -401,14 +402,36 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   // 3. calibration: ranges and quantization parameters of every planned activation
   const ranges = new Map<string, Range>();
   const params = new Map<string, QParams>();
+  const means = new Map<string, Float64Array>();
   if (plan.activations.length) {
     // a tensor planned `sameAs` another shares that one's parameters (ORT drops DQ -> Reshape -> Q only when they
     // are identical): it needs no statistics of its own
     const own = plan.activations.filter((a) => a.sameAs === undefined);
-    const stats = await timer.time('calibrate', () => collectStatistics(fp, own, data.calib, {
+    // bias correction needs the per-channel mean of each quantized layer's activation input; a `sameAs` input is
+    // measured for that alone (min/max in-graph, no histogram, no parameters of its own)
+    const channelMeans = new Map<string, number>();
+    const meanOnly: ActivationPlan[] = [];
+    if (config.biasCorrection !== false) {
+      const planned = new Map(plan.activations.map((a) => [a.tensor, a]));
+      for (const w of plan.weights) {
+        const n = fp.graph.findNode(w.node);
+        const x = n?.inputs[0];
+        const axis = n && w.input === 1 ? meanAxisFor(n) : undefined;
+        const a = x ? planned.get(x.name) : undefined;
+        if (!x || axis === undefined || !a || x.initializer || x.shape === undefined) continue;
+        channelMeans.set(x.name, axis);
+        if (a.sameAs !== undefined && !meanOnly.some((m) => m.tensor === x.name)) meanOnly.push({ ...a, calibrator: 'minmax' });
+      }
+    }
+    const stats = await timer.time('calibrate', () => collectStatistics(fp, [...own, ...meanOnly], data.calib, {
+        channelMeans,
         onProgress: (d, t) => progress('calibrate', d, t),
         ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
       }));
+    for (const [t] of channelMeans) {
+      const cm = stats.get(t)?.channelMean;
+      if (cm) means.set(t, cm);
+    }
     for (const a of own) {
       const st = stats.get(a.tensor);
       if (!st) throw new QccError('E_PASS_FAILED', `calibration produced no statistics for tensor '${a.tensor}'`, { tensor: a.tensor });
@@ -429,6 +452,14 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   // 4. quantize: weights, then Q/DQ on activations, then verify
   const q = cloneModel(fp);
   const weightReports = await timer.time('quantize-weights', () => quantizeWeights(q, plan.weights));
+  if (means.size > 0) {
+    const bc = await timer.time('bias-correction', () => correctBias(q, fp, means));
+    if (bc.length) {
+      const ratio = bc.map((b) => (b.biasRms > 0 ? b.shiftRms / b.biasRms : 0));
+      const median = [...ratio].sort((x, y) => x - y)[Math.floor(ratio.length / 2)]!;
+      notes.push(`bias correction: ${bc.length} layer${bc.length === 1 ? '' : 's'} had the mean output shift of their quantized weights moved into the bias (median shift/bias RMS ${median.toFixed(3)}; config biasCorrection: false turns it off)`);
+    }
+  }
   const { inserted } = await timer.time('insert-qdq', () => insertQdq(q, plan.activations, params));
   await timer.time('verify', () => assertValid(q, 'the quantized model'));
 

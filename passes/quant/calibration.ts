@@ -65,6 +65,42 @@ export interface TensorStats {
   readonly max: number;
   /** Present when a plan for this tensor uses a histogram calibrator. */
   readonly histogram?: StreamingHistogram;
+  /**
+   * Mean of each channel (collectStatistics' `channelMeans`) over every calibration sample, float64: batch means
+   * weighted by their sample counts.
+   */
+  readonly channelMean?: Float64Array;
+}
+
+/** Accumulates per-channel means batch by batch (weights: samples per batch). */
+class ChannelMeans {
+  sum: Float64Array | undefined;
+  weight = 0;
+  add(mean: ArrayLike<number>, samples: number, tensor: string): void {
+    if (!this.sum) this.sum = new Float64Array(mean.length);
+    if (this.sum.length !== mean.length) throw new QccError('E_USAGE', `channel count of '${tensor}' changed between batches (${this.sum.length} -> ${mean.length})`, { tensor });
+    for (let c = 0; c < mean.length; c++) this.sum[c]! += mean[c]! * samples;
+    this.weight += samples;
+  }
+  get value(): Float64Array | undefined {
+    if (!this.sum || this.weight === 0) return undefined;
+    return this.sum.map((v) => v / this.weight);
+  }
+}
+
+/** Mean over every axis but `axis` of a dense row-major tensor, float64. */
+function meanAlong(d: ArrayLike<number>, dims: readonly number[], axis: number): Float64Array {
+  const a = axis < 0 ? dims.length + axis : axis;
+  const C = dims[a]!;
+  let inner = 1;
+  for (let i = a + 1; i < dims.length; i++) inner *= dims[i]!;
+  const out = new Float64Array(C);
+  const n = d.length;
+  if (n === 0) return out;
+  for (let k = 0; k < n; k++) out[Math.floor(k / inner) % C]! += d[k]!;
+  const per = n / C;
+  for (let c = 0; c < C; c++) out[c]! /= per;
+  return out;
 }
 
 /** Percentile used when a plan does not give one. */
@@ -222,6 +258,8 @@ interface Probe {
   readonly size?: string;
   /** The tensor itself (histogram tensors). */
   readonly data?: string;
+  /** Its per-channel means (ReduceMean over every other axis). */
+  readonly mean?: string;
 }
 
 /**
@@ -242,6 +280,11 @@ export async function collectStatistics(
   o: {
     onProgress?: (done: number, total: number) => void;
     exclude?: (feeds: Feeds, index: number) => boolean;
+    /**
+     * Tensors (among the requests) whose per-channel means to collect too, with their channel axis (Conv inputs 1,
+     * MatMul/Gemm inputs -1): what bias correction needs. The tensor's rank must be known (inferShapes).
+     */
+    channelMeans?: ReadonlyMap<string, number>;
     /**
      * Histogram elements per sample and tensor (default HIST_ELEMENTS; Infinity: every element). Subsampling needs
      * the tensor's shape (run inferShapes first, as compile does); a tensor of unknown shape is binned whole.
@@ -273,13 +316,23 @@ export async function collectStatistics(
     else computed.push({ name, hist, collector: c });
   }
 
+  const means = new Map<string, { axis: number; acc: ChannelMeans }>();
+  for (const [name, axis] of o.channelMeans ?? []) {
+    if (!collectors.has(name)) throw new QccError('E_USAGE', `channel means of '${name}' asked for, but it is not calibrated`, { tensor: name });
+    const v = g.findValue(name)!;
+    if (v.initializer) continue;
+    const rank = v.shape?.length;
+    if (rank === undefined || rank === 0 || axis >= rank || axis < -rank) throw new QccError('E_USAGE', `channel means of '${name}' need its rank (run inferShapes) and axis ${axis} in it`, { tensor: name });
+    means.set(name, { axis, acc: new ChannelMeans() });
+  }
+
   let session: Awaited<ReturnType<typeof createSession>> | undefined;
   let probes: Probe[] = [];
   let fetch: string[] = [];
   if (computed.length > 0) {
-    const built = probeModel(model, computed, limit);
+    const built = probeModel(model, computed, limit, means);
     probes = built.probes;
-    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : [])]);
+    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : [])]);
     session = await createSession(built.model, { optimization: 'all' });
   }
   try {
@@ -293,6 +346,8 @@ export async function collectStatistics(
           const t = feeds[name];
           if (!t) throw new QccError('E_USAGE', `calibration data has no input '${name}'`, { tensor: name });
           collectors.get(name)!.add(floatData(name, t));
+          const cm = means.get(name);
+          if (cm) cm.acc.add(meanAlong(floatData(name, t), t.dims.map(Number), cm.axis), n, name);
         }
         if (session) {
           const out = await run(session, feeds, fetch);
@@ -310,6 +365,11 @@ export async function collectStatistics(
             } else {
               c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
             }
+            if (p.mean) {
+              const t = out[p.mean];
+              if (!t) throw new QccError('E_ORT', `onnxruntime did not return the channel means of '${p.tensor}'`, { tensor: p.tensor });
+              means.get(p.tensor)!.acc.add(floatData(p.tensor, t), n, p.tensor);
+            }
           }
         }
       }
@@ -319,6 +379,10 @@ export async function collectStatistics(
     }
   } finally {
     await session?.release();
+  }
+  for (const [name, { acc }] of means) {
+    const value = acc.value;
+    if (value) (collectors.get(name) as { channelMean?: Float64Array }).channelMean = value;
   }
   return collectors as Map<string, TensorStats>;
 }
@@ -342,7 +406,12 @@ function subsampleStride(v: Value, limit: number): number {
  * A copy of the model whose outputs are, per computed tensor, ReduceMin and ReduceMax of it (keepdims 0, all
  * axes) plus Size (minmax) or the tensor itself (histograms); what no longer feeds an output is removed.
  */
-function probeModel(model: Model, tensors: readonly { name: string; hist: boolean; collector: Collector }[], limit: number): { model: Model; probes: Probe[] } {
+function probeModel(
+  model: Model,
+  tensors: readonly { name: string; hist: boolean; collector: Collector }[],
+  limit: number,
+  means: ReadonlyMap<string, { axis: number }>,
+): { model: Model; probes: Probe[] } {
   const c = cloneModel(model);
   const g = c.graph;
   const rw = new Rewriter(g);
@@ -373,6 +442,24 @@ function probeModel(model: Model, tensors: readonly { name: string; hist: boolea
     };
     const min = add('ReduceMin', keep0);
     const max = add('ReduceMax', keep0);
+    let mean: string | undefined;
+    const cm = means.get(t.name);
+    if (cm) {
+      const rank = v.shape!.length;
+      const keep = cm.axis < 0 ? rank + cm.axis : cm.axis;
+      const axes = Array.from({ length: rank }, (_, i) => i).filter((i) => i !== keep);
+      // ReduceMean takes its axes as an input from opset 18, as an attribute before
+      const rm =
+        c.opset >= 18
+          ? rw.createNode('ReduceMean', [r, rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_axes'), 'i64', [axes.length], BigInt64Array.from(axes.map(BigInt))))], {
+              name: rw.freshName('qcc_calib_ReduceMean'),
+              attrs: keep0,
+            })
+          : rw.createNode('ReduceMean', [r], { name: rw.freshName('qcc_calib_ReduceMean'), attrs: { ...keep0, axes: { type: 'ints' as const, value: axes } } });
+      rw.append(g, rm);
+      outs.push(rm.outputs[0]!);
+      mean = rm.outputs[0]!.name;
+    }
     if (t.hist) {
       const stride = subsampleStride(v, limit);
       let d = v;
@@ -387,9 +474,9 @@ function probeModel(model: Model, tensors: readonly { name: string; hist: boolea
         d = sl.outputs[0]!;
       }
       outs.push(d);
-      probes.push({ tensor: t.name, collector: t.collector, min, max, data: d.name });
+      probes.push({ tensor: t.name, collector: t.collector, min, max, data: d.name, ...(mean ? { mean } : {}) });
     } else {
-      probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size') });
+      probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size'), ...(mean ? { mean } : {}) });
     }
   }
   rw.setGraphOutputs(g, [...new Set(outs)]);

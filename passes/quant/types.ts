@@ -132,4 +132,9 @@ export interface QuantConfig {
   readonly overrides: readonly LayerOverride[];
   /** Node-name globs kept in float. */
   readonly keepFp: readonly string[];
+  /**
+   * Bias correction (passes/quant/bias-correction.ts): the mean output shift of quantized weights moves into the
+   * float bias, from per-channel input means measured during calibration. Default on; needs calibrated activations.
+   */
+  readonly biasCorrection?: boolean;
 }

@@ -3,7 +3,7 @@
 // A golden file (test/golden/<pass>/<case>.qir) is a .qir model plus comment directives:
 //   // RUN: qcc-opt --pass=fold-batchnorm,dce [--<pass>.<option>=value] [--<option>=value] [--fixpoint=N]
 //   // RUN: qcc-quant --target=tensorrt|ort --preset=w8a8 [--calibrator=C] [--percentile=P] [--per-tensor]
-//                     [--block-size=N] [--mse-clip] [--keep-fp=GLOB[,GLOB]]... [--calib-samples=N] [--seed=S]
+//                     [--block-size=N] [--mse-clip] [--no-bias-correction] [--keep-fp=GLOB[,GLOB]]... [--calib-samples=N] [--seed=S]
 //        the whole `qcc compile` pipeline (targets/compile.ts compile(): canonicalize, plan, seeded random
 //        calibration, quantize, verify), printing the quantized model; validation runs on 1 held-out sample and the
 //        onnxruntime fusion/latency check is off, so the output is deterministic (defaults: 8 samples, seed 0)
@@ -152,6 +152,9 @@ function quantRun(flags: readonly [string, string | undefined][], file: string):
         break;
       case 'mse-clip':
         o.mseClip = true;
+        break;
+      case 'no-bias-correction':
+        o.biasCorrection = false;
         break;
       case 'block-size':
         o.blockSize = int(key, v, 2);

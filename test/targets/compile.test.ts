@@ -44,6 +44,23 @@ describe('compile() on a small residual CNN', () => {
     }
   });
 
+  test('bias correction (default on): every layer gets a corrected bias from the calibration means; off on request', async () => {
+    const on = results.get('tensorrt/w8a8')!;
+    const off = await compile(tinyCnn(), { target: 'tensorrt', config: { ...presetConfig('w8a8'), biasCorrection: false }, calibSamples: 16, validationSamples: 8, ortCheck: false });
+    const layers = weightedOps(on.model);
+    assert.ok(layers.length >= 5);
+    assert.match(on.report.notes.join('\n'), new RegExp(`bias correction: ${layers.length} layers`));
+    assert.ok(!off.report.notes.some((n) => n.startsWith('bias correction')));
+    for (const name of layers) {
+      const n = on.model.graph.findNode(name)!;
+      const bias = n.op === 'MatMul' ? n.outputs[0]!.uses[0]!.node.inputs[1]! : n.inputs[2]!;
+      assert.match(bias.name, /_bias_corrected/, `${name} reads a corrected bias`);
+    }
+    // same calibration, same weights: only the biases differ, and the held-out error does not grow
+    const sq = (r: CompileResult) => r.report.validation.outputs[0]!.sqnrDb;
+    assert.ok(sq(on) >= sq(off) - 0.5, `SQNR with ${sq(on).toFixed(2)} vs without ${sq(off).toFixed(2)}`);
+  });
+
   test('the input model is left unchanged', async () => {
     const m = tinyCnn();
     const before = weightedOps(m).length + m.graph.nodeCount;

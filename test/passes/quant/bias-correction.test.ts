@@ -1,0 +1,131 @@
+// bias-correction: on inputs equal to their channel means the corrected quantized layer reproduces the float layer (ORT), for Conv, grouped Conv, Gemm and MatMul+Add.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { GraphBuilder } from '../../../ir/builder.js';
+import { cloneModel } from '../../../ir/clone.js';
+import { attr, type Model } from '../../../ir/ir.js';
+import { createSession, ort, run } from '../../../ir/ort.js';
+import { mulberry32 } from '../../../ir/random.js';
+import { verify } from '../../../ir/verify.js';
+import { correctBias, meanAxisFor } from '../../../passes/quant/bias-correction.js';
+import { quantizeWeights } from '../../../passes/quant/quantize-weights.js';
+import type { TensorQuant, WeightPlan } from '../../../passes/quant/types.js';
+
+const rnd = mulberry32(77);
+const randn = (n: number): number[] => Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd()));
+
+const I8_CH = (axis: number): TensorQuant => ({ dtype: 'i8', granularity: { kind: 'per-channel', axis }, symmetric: true });
+const I4_BLOCK: TensorQuant = { dtype: 'i4', granularity: { kind: 'blocked', axis: 0, size: 16 }, symmetric: true };
+
+async function outputs(m: Model, x: Float32Array, dims: number[]): Promise<Float32Array> {
+  const s = await createSession(m, { optimization: 'disabled' });
+  try {
+    const out = await run(s, { x: new ort.Tensor('float32', x, dims) });
+    return out[m.graph.outputs[0]!.name]!.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/**
+ * Quantizes `plans` on a copy of `fp`, corrects it with the channel means `mu` of the input x, and feeds x = mu
+ * (constant per channel): the float and the corrected outputs must agree to float32 rounding, the uncorrected ones
+ * must not.
+ */
+async function check(fp: Model, plans: WeightPlan[], mu: number[], xDims: number[], channelAxis: number): Promise<{ corrected: number; uncorrected: number; reports: number }> {
+  const q0 = cloneModel(fp);
+  quantizeWeights(q0, plans);
+  const q = cloneModel(q0);
+  const reports = correctBias(q, fp, new Map([['x', Float64Array.from(mu)]]));
+  assert.deepEqual(verify(q), []);
+  const n = xDims.reduce((a, b) => a * b, 1);
+  const C = xDims[channelAxis < 0 ? xDims.length + channelAxis : channelAxis]!;
+  let inner = 1;
+  for (let i = (channelAxis < 0 ? xDims.length + channelAxis : channelAxis) + 1; i < xDims.length; i++) inner *= xDims[i]!;
+  const x = Float32Array.from({ length: n }, (_, k) => mu[Math.floor(k / inner) % C]!);
+  const yf = await outputs(fp, x, xDims);
+  const yq = await outputs(q, x, xDims);
+  const y0 = await outputs(q0, x, xDims);
+  return { corrected: maxAbsDiff(yf, yq), uncorrected: maxAbsDiff(yf, y0), reports: reports.length };
+}
+
+describe('correctBias', () => {
+  test('Conv 3x3 without padding: exact on constant-per-channel inputs; the bias initializer is replaced, not mutated', async () => {
+    const b = new GraphBuilder('g', { opset: 13 });
+    const x = b.input('x', 'f32', [1, 16, 5, 5]);
+    const w = b.f32('w', [8, 16, 3, 3], randn(8 * 16 * 9));
+    const bias = b.f32('b', [8], randn(8));
+    b.output(b.op('Conv', [x, w, bias], { name: 'conv', attrs: { kernel_shape: [3, 3] } }));
+    const m = b.build();
+    const mu = randn(16).map((v) => Math.abs(v) + 0.5);
+    const r = await check(m, [{ node: 'conv', input: 1, quant: I8_CH(0) }], mu, [1, 16, 5, 5], 1);
+    assert.equal(r.reports, 1);
+    assert.ok(r.corrected < 1e-4, `corrected ${r.corrected}`);
+    assert.ok(r.uncorrected > 100 * r.corrected, `uncorrected ${r.uncorrected} vs corrected ${r.corrected}`);
+    assert.deepEqual([...(m.graph.findValue('b')!.initializer!.typed() as Float32Array)].length, 8);
+  });
+
+  test('depthwise / grouped Conv without bias: a bias input is added; exact per group', async () => {
+    const b = new GraphBuilder('g', { opset: 13 });
+    const x = b.input('x', 'f32', [1, 8, 4, 4]);
+    const w = b.f32('w', [8, 2, 3, 3], randn(8 * 2 * 9));
+    b.output(b.op('Conv', [x, w], { name: 'gconv', attrs: { kernel_shape: [3, 3], group: 4 } }));
+    const m = b.build();
+    const mu = randn(8).map((v) => v + 1);
+    const q = cloneModel(m);
+    quantizeWeights(q, [{ node: 'gconv', input: 1, quant: I8_CH(0) }]);
+    correctBias(q, m, new Map([['x', Float64Array.from(mu)]]));
+    assert.equal(q.graph.findNode('gconv')!.inputs.length, 3, 'a bias was added');
+    const r = await check(m, [{ node: 'gconv', input: 1, quant: I8_CH(0) }], mu, [1, 8, 4, 4], 1);
+    assert.ok(r.corrected < 1e-4 && r.uncorrected > 100 * r.corrected, JSON.stringify(r));
+  });
+
+  test('Gemm transB=1 with alpha/beta, and INT4 blocked MatMul + bias Add: exact on x = mean rows', async () => {
+    {
+      const b = new GraphBuilder('g', { opset: 13 });
+      const x = b.input('x', 'f32', [3, 32]);
+      const w = b.f32('w', [12, 32], randn(12 * 32));
+      const c = b.f32('c', [12], randn(12));
+      b.output(b.op('Gemm', [x, w, c], { name: 'fc', attrs: { transB: 1, alpha: attr.float(0.5), beta: attr.float(2) } }));
+      const m = b.build();
+      const mu = randn(32);
+      const r = await check(m, [{ node: 'fc', input: 1, quant: I8_CH(0) }], mu, [3, 32], -1);
+      assert.ok(r.reports === 1 && r.corrected < 1e-4 && r.uncorrected > 100 * r.corrected, JSON.stringify(r));
+    }
+    {
+      const b = new GraphBuilder('g', { opset: 21 });
+      const x = b.input('x', 'f32', [2, 3, 32]);
+      const w = b.f32('w', [32, 10], randn(32 * 10));
+      const c = b.f32('c', [10], randn(10));
+      const mm = b.op('MatMul', [x, w], { name: 'mm' });
+      b.output(b.op('Add', [mm, c], { name: 'bias_add' }));
+      const m = b.build();
+      const mu = randn(32);
+      const r = await check(m, [{ node: 'mm', input: 1, quant: I4_BLOCK }], mu, [2, 3, 32], -1);
+      assert.ok(r.reports === 1 && r.corrected < 1e-4 && r.uncorrected > 100 * r.corrected, JSON.stringify(r));
+    }
+  });
+
+  test('left alone: a MatMul without a constant bias Add, a layer without means, a float weight', async () => {
+    const b = new GraphBuilder('g', { opset: 13 });
+    const x = b.input('x', 'f32', [2, 8]);
+    const w = b.f32('w', [8, 4], randn(32));
+    const w2 = b.f32('w2', [4, 4], randn(16));
+    const mm = b.op('MatMul', [x, w], { name: 'mm' });
+    b.output(b.op('MatMul', [mm, w2], { name: 'mm2' }));
+    const m = b.build();
+    const q = cloneModel(m);
+    quantizeWeights(q, [{ node: 'mm', input: 1, quant: I8_CH(1) }]);
+    const before = q.graph.nodeCount;
+    assert.deepEqual(correctBias(q, m, new Map([['x', Float64Array.from(randn(8))]])), []);
+    assert.equal(q.graph.nodeCount, before);
+    assert.equal(meanAxisFor(m.graph.findNode('mm')!), -1);
+  });
+});
