@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
 import { QccError } from '../ir/errors.js';
 import { writeFileAtomic } from '../ir/onnx/writer.js';
-import { parsePreprocess } from '../passes/quant/calib-data.js';
+import { checkCalibrationInputs, parsePreprocess } from '../passes/quant/calib-data.js';
 import type { Calibrator, Preset, QuantConfig } from '../passes/quant/types.js';
 import { compile, withFiles, type CompileOptions, type CompileProgress } from '../targets/compile.js';
 import { applyConfigFile, CALIBRATORS, isPreset, presetConfig, PRESET_SUMMARY, PRESETS, readConfigFile, unknownPreset } from '../targets/config.js';
@@ -153,6 +153,8 @@ async function runCompile(a: CompileArgs, io: CliIo): Promise<void> {
   const dims = parseDims(a.dim);
   const out = a.output ?? defaultOutput(a.model, config.preset, a.target);
   const model = readModel(a.model);
+  // an input calibration cannot feed (string, sequence, unknown type) is bad input: E_USAGE, exit 2
+  checkCalibrationInputs(model);
   const bar = progressBar(a.progress ?? Boolean(process.stderr.isTTY));
   let r;
   try {

@@ -34,7 +34,7 @@ export const PRESET_SUMMARY: Readonly<Record<Preset, string>> = {
   w8a8: 'INT8 weights (per-channel) and INT8 activations',
   w4a8: 'INT4 weights (blocked along K) on Gemm/MatMul, INT8 activations; targets legalize convolutions to INT8 weights',
   w4a16: 'INT4 weights (blocked along K), activations kept in float (weight-only)',
-  w8a16: 'INT8 weights (per-channel), INT16 activations',
+  w8a16: 'INT8 weights (per-channel), activations kept in float (weight-only)',
   fp8: 'FP8 E4M3 weights and activations',
 };
 
@@ -131,15 +131,122 @@ export function parseConfigText(text: string, file: string): ConfigFile {
   return checkConfigJson(json, file);
 }
 
-/** "Unexpected token } in JSON at position 42" -> "... (line 3, column 5)". */
-function jsonErrorWhere(text: string, msg: string): string {
+/**
+ * V8's JSON.parse message on one line with the line and column: "Expected double-quoted property name in JSON at
+ * position 42" -> "Expected double-quoted property name (line 4, column 1) near '}'". V8 gives no position for an
+ * unexpected token and quotes the text instead ("Unexpected token 'e', ..."ibrator": entropy\n}\n" is not valid
+ * JSON"): the quote is dropped and the position comes from jsonErrorOffset.
+ */
+export function jsonErrorWhere(text: string, msg: string): string {
+  const what = msg
+    .replace(/, (?:\.\.\.)?"[\s\S]*$/, '') // the quoted text of "Unexpected token 'x', "..." is not valid JSON"
+    .replace(/ (?:in JSON )?at position \d+[\s\S]*$/, '') // the position (and Node 22's "(line 3 column 17)")
+    .split('\n')[0]!;
   const m = /position (\d+)/.exec(msg);
-  if (!m) return msg;
-  const pos = Number(m[1]);
+  const at = m ? Number(m[1]) : jsonErrorOffset(text);
+  const pos = at < 0 || at > text.length ? text.length : at;
   const before = text.slice(0, pos);
   const line = before.split('\n').length;
   const col = pos - before.lastIndexOf('\n');
-  return `${msg} (line ${line}, column ${col})`;
+  const rest = text.slice(pos).split(/\r?\n/)[0]!.trimEnd();
+  const near = rest === '' ? '' : ` near '${rest.length > 24 ? `${rest.slice(0, 24)}...` : rest}'`;
+  return `${what} (line ${line}, column ${col})${near}`;
+}
+
+/**
+ * The offset of the first character JSON.parse rejects in `text` (text.length when the text ends too early), -1
+ * when the text is valid JSON. A small RFC 8259 scanner; V8 reports the same offsets where it reports one.
+ */
+export function jsonErrorOffset(text: string): number {
+  const n = text.length;
+  let i = 0;
+  const fail = (): never => {
+    throw new JsonStop(i);
+  };
+  const ws = (): void => {
+    while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  };
+  const digit = (): boolean => i < n && text[i]! >= '0' && text[i]! <= '9';
+  const digits = (): void => {
+    if (!digit()) fail();
+    while (digit()) i++;
+  };
+  const str = (): void => {
+    i++; // the opening quote
+    for (;;) {
+      if (i >= n) fail();
+      const c = text.charCodeAt(i);
+      if (c === 0x22) return void i++;
+      if (c < 0x20) fail();
+      if (c === 0x5c) {
+        i++;
+        if (text[i] === 'u') {
+          for (let k = 0; k < 4; k++) if (!/[0-9a-fA-F]/.test(text[++i] ?? '')) fail();
+        } else if (i >= n || !'"\\/bfnrt'.includes(text[i]!)) fail();
+      }
+      i++;
+    }
+  };
+  const value = (depth: number): void => {
+    if (depth > 1000) fail();
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      ws();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          ws();
+          if (text[i] !== '"') fail();
+          str();
+          ws();
+          if (text[i] !== ':') fail();
+          i++;
+        }
+        value(depth + 1);
+        ws();
+        if (text[i] === close) return void i++;
+        if (text[i] !== ',') fail();
+        i++;
+      }
+    }
+    if (c === '"') return str();
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
+      if (c === '-') i++;
+      if (text[i] === '0') i++;
+      else digits();
+      if (text[i] === '.') {
+        i++;
+        digits();
+      }
+      if (text[i] === 'e' || text[i] === 'E') {
+        i++;
+        if (text[i] === '+' || text[i] === '-') i++;
+        digits();
+      }
+      return;
+    }
+    const word = c === 't' ? 'true' : c === 'f' ? 'false' : c === 'n' ? 'null' : undefined;
+    if (word === undefined) fail();
+    for (const ch of word!) {
+      if (text[i] !== ch) fail();
+      i++;
+    }
+  };
+  try {
+    value(0);
+    ws();
+    return i < n ? i : -1;
+  } catch (e) {
+    if (e instanceof JsonStop) return e.at;
+    throw e;
+  }
+}
+
+class JsonStop {
+  constructor(readonly at: number) {}
 }
 
 class Checker {
@@ -302,11 +409,14 @@ export function layerOverride(config: QuantConfig, nodeName: string, opType: str
   return r;
 }
 
-/** The lowest default-domain opset a configuration can need (per-channel 13, FP8 19, INT4 blocks and INT16 21). */
+/**
+ * The lowest default-domain opset a configuration can need: 13 (per-channel INT8 DequantizeLinear; also all that
+ * w8a8 and the weight-only w8a16 need), 19 (FP8), 21 (INT4 types and blocked DequantizeLinear).
+ */
 export function requiredOpset(c: QuantConfig): number {
   let v = 13;
   const precisions = new Set<string>(c.overrides.map((o) => o.precision ?? ''));
   if (c.preset === 'fp8' || precisions.has('fp8')) v = Math.max(v, 19);
-  if (c.preset === 'w4a8' || c.preset === 'w4a16' || c.preset === 'w8a16' || precisions.has('int4')) v = 21;
+  if (c.preset === 'w4a8' || c.preset === 'w4a16' || precisions.has('int4')) v = 21;
   return v;
 }

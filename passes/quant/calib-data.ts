@@ -3,10 +3,14 @@
 // Every source is re-iterable (batches() starts over, reading files again: nothing is held between batches) and
 // yields up to `batchSize` samples per batch (default 1: the calibration copy of the model hands every requested
 // activation to JS, so memory grows with the batch while ORT's CPU throughput per sample hardly changes; on
-// ResNet-50 batch 1 was the fastest per sample). A model input whose first dimension is a number has a fixed
-// batch: batches are then exactly that size (an incomplete last batch is left out of `samples` and not yielded).
-// Dimension 0 of every input is the batch dimension; a symbolic dimension elsewhere that has the same name takes
-// the batch size too.
+// ResNet-50 batch 1 was the fastest per sample). Which inputs are batched (dimension 0 is the batch):
+//   - when some input's first dimension is symbolic: exactly those inputs (a symbolic dimension elsewhere that has
+//     the same name takes the batch size too);
+//   - when every first dimension is a number: the inputs whose first dimension equals that of the largest input;
+//     the batch is then fixed at that size (an incomplete last batch is left out of `samples` and not yielded).
+// Any other input of rank >= 1 (a static [2,2,1,1] tensor next to an [N,3,H,W] image, a static [3] vector) is not
+// batched: it is fed whole, one sample replicated unchanged in every batch. A rank-0 input takes one value per
+// batch, and batches then hold one sample (unless the batch is fixed).
 //
 // Random inputs, "in the input's expected range" (seeded per sample: sample k is the same whatever the batch size):
 //   float inputs                N(0, 1): what an ImageNet-normalized image ((pixel/255 - mean) / std) looks like
@@ -79,12 +83,18 @@ function modelInputs(model: Model): InputSpec[] {
       throw new QccError('E_USAGE', `model input '${v.name}' has no known element type and shape: cannot make calibration data for it`, { tensor: v.name });
     }
     if (ortTypeOf(t.dtype) === undefined || t.dtype === 'string') {
-      throw new QccError('E_UNSUPPORTED', `model input '${v.name}' is ${t.dtype}: calibration data of that type is not supported`, { tensor: v.name });
+      const why = t.dtype === 'string' ? 'string tensors have no numeric range (quantize the model behind its tokenizer/decoder)' : `calibration data of type ${t.dtype} is not supported`;
+      throw new QccError('E_USAGE', `cannot calibrate input '${v.name}': ${why}`, { tensor: v.name });
     }
     out.push({ name: v.name, dtype: t.dtype, shape: t.shape });
   }
   if (out.length === 0) throw new QccError('E_USAGE', 'the model has no inputs to feed calibration data to');
   return out;
+}
+
+/** Throws E_USAGE (naming the input) unless every model input can be fed calibration data: numeric tensors of known type and rank. */
+export function checkCalibrationInputs(model: Model): void {
+  modelInputs(model);
 }
 
 interface Batching {
@@ -93,38 +103,49 @@ interface Batching {
   readonly fixed: boolean;
   /** Names of symbolic dimensions that are the batch. */
   readonly params: ReadonlySet<string>;
+  /** Inputs of rank >= 1 without a batch dimension: fed whole, the same sample in every batch. */
+  readonly unbatched: ReadonlySet<string>;
 }
 
 function batching(inputs: readonly InputSpec[], requested: number | undefined): Batching {
   if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) {
     throw new QccError('E_USAGE', `calibration batch size must be a positive integer, not ${requested}`);
   }
+  const ranked = inputs.filter((i) => i.shape.length > 0);
+  const symbolic = ranked.filter((i) => typeof i.shape[0] !== 'number');
+  // all static: the batch is the first dimension of the largest input (unknown dims count as large; ties: the first)
+  const elements = (i: InputSpec): number => i.shape.slice(1).reduce<number>((a, d) => a * (typeof d === 'number' ? d : Infinity), 1);
+  const main = symbolic.length ? undefined : ranked.reduce<InputSpec | undefined>((best, i) => (best === undefined || elements(i) > elements(best) ? i : best), undefined);
+  const fixed = main?.shape[0] as number | undefined;
+  const batched = (i: InputSpec): boolean => (fixed === undefined ? typeof i.shape[0] !== 'number' : i.shape[0] === fixed);
   const params = new Set<string>();
-  let fixed: number | undefined;
-  for (const i of inputs) {
-    if (i.shape.length === 0) continue;
+  for (const i of symbolic) {
     const d = i.shape[0]!;
-    if (typeof d === 'number') {
-      if (fixed !== undefined && fixed !== d) {
-        throw new QccError('E_USAGE', `model inputs disagree on the batch size (${fixed} and ${d} in '${i.name}')`, { tensor: i.name });
-      }
-      fixed = d;
-    } else if (d.param !== null) {
-      params.add(d.param);
-    }
+    if (typeof d !== 'number' && d.param !== null) params.add(d.param);
   }
-  if (fixed !== undefined) return { size: fixed, fixed: true, params };
-  if (inputs.some((i) => i.shape.length === 0)) return { size: 1, fixed: false, params };
-  return { size: requested ?? DEFAULT_CALIB_BATCH, fixed: false, params };
+  const unbatched = new Set(ranked.filter((i) => !batched(i)).map((i) => i.name));
+  if (fixed !== undefined) return { size: fixed, fixed: true, params, unbatched };
+  if (inputs.some((i) => i.shape.length === 0)) return { size: 1, fixed: false, params, unbatched };
+  return { size: requested ?? DEFAULT_CALIB_BATCH, fixed: false, params, unbatched };
+}
+
+/**
+ * How the data sources batch `model`'s inputs (see the file comment): the fixed batch size, if any, and the inputs
+ * fed whole in every batch (not to be sliced or counted as rows).
+ */
+export function inputBatching(model: Model): { readonly fixed: number | undefined; readonly unbatched: ReadonlySet<string> } {
+  const b = batching(modelInputs(model), undefined);
+  return { fixed: b.fixed ? b.size : undefined, unbatched: b.unbatched };
 }
 
 function checkSamples(n: number | undefined, what: string): void {
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new QccError('E_USAGE', `${what} must be a positive integer, not ${n}`);
 }
 
-/** The dims of one sample (the input shape without dim 0) when every one is known or given. */
+/** The dims of one sample (the input shape without dim 0; all of it when unbatched) when every one is known or given. */
 function sampleShape(i: InputSpec, b: Batching, dims: Record<string, number>): number[] {
-  return i.shape.slice(1).map((d, k) => resolveDim(i, k + 1, d, b, dims));
+  const skip = b.unbatched.has(i.name) ? 0 : 1;
+  return i.shape.slice(skip).map((d, k) => resolveDim(i, k + skip, d, b, dims));
 }
 
 function resolveDim(i: InputSpec, axis: number, d: Dim, b: Batching, dims: Record<string, number>): number {
@@ -138,7 +159,7 @@ function resolveDim(i: InputSpec, axis: number, d: Dim, b: Batching, dims: Recor
   if (d.param !== null && b.params.has(d.param)) return b.size;
   throw new QccError(
     'E_USAGE',
-    `input '${i.name}' ${shapeToString(i.shape)} has the symbolic dimension ${d.param !== null ? `'${d.param}'` : '?'} at axis ${axis}: give its value (dims {"${key}": N})`,
+    `input '${i.name}' ${shapeToString(i.shape)} has the symbolic dimension ${d.param !== null ? `'${d.param}'` : '?'} at axis ${axis}: give its value with --dim ${key}=N (library: dims: {${/^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key)}: N})`,
     { tensor: i.name },
   );
 }
@@ -262,16 +283,30 @@ export function randomCalibration(
   const dims = o.dims ?? {};
   const specs = inputs.map((i) => ({ i, shape: sampleShape(i, b, dims), ...distributionFor(i) }));
   const samples = b.fixed ? Math.ceil(o.samples / b.size) * b.size : o.samples;
-  const description = specs.map((s) => `${s.i.name} ${s.i.dtype} [${(s.i.shape.length ? [b.fixed ? String(b.size) : 'B', ...s.shape] : []).join(',')}] ~ ${s.why}`).join('; ');
+  const shapeText = (s: (typeof specs)[number]): string => {
+    if (b.unbatched.has(s.i.name)) return `[${s.shape.join(',')}] ~ ${s.why}, the same in every batch`;
+    return `[${(s.i.shape.length ? [b.fixed ? String(b.size) : 'B', ...s.shape] : []).join(',')}] ~ ${s.why}`;
+  };
+  const description = specs.map((s) => `${s.i.name} ${s.i.dtype} ${shapeText(s)}`).join('; ');
   return {
     source: 'random',
     samples,
     description: `seeded random inputs (seed ${seed}): ${description}`,
     async *batches(): AsyncIterable<Feeds> {
+      // unbatched inputs: one sample (seeded like sample 0), fed unchanged in every batch
+      const whole = new Map<string, ort.Tensor>();
+      specs.forEach((s, idx) => {
+        if (!b.unbatched.has(s.i.name)) return;
+        const vals = new Float64Array(s.shape.reduce((a, d) => a * d, 1));
+        fillSample(vals, 0, vals.length, s.dist, mulberry32(mixSeed(seed, 0, idx)));
+        whole.set(s.i.name, makeTensor(s.i.dtype, vals, s.shape));
+      });
       for (let first = 0; first < samples; first += b.size) {
         const n = Math.min(b.size, samples - first);
         const feeds: Feeds = {};
         specs.forEach((s, idx) => {
+          const w = whole.get(s.i.name);
+          if (w) return void (feeds[s.i.name] = w);
           const per = s.shape.reduce((a, d) => a * d, 1);
           const scalar = s.i.shape.length === 0;
           const vals = new Float64Array(scalar ? 1 : per * n);
@@ -456,9 +491,9 @@ function convert(data: AnyTypedArray, from: DType, to: DType): AnyTypedArray {
 interface NpyEntry {
   readonly header: NpyHeader;
   readonly dtype: DType;
-  /** Samples in the file (1 for a sample file, dim 0 for a batch file). */
+  /** Samples in the file (1 for a sample file, dim 0 for a batch file; 0 for an unbatched input's whole tensor). */
   readonly samples: number;
-  /** Shape of one sample. */
+  /** Shape of one sample (the whole tensor for an unbatched input). */
   readonly sampleShape: number[];
 }
 
@@ -486,6 +521,12 @@ function describeEntry(i: InputSpec, h: NpyHeader, dtype: DType, b: Batching): N
     throw new QccError('E_USAGE', `${h.file}: dtype '${h.descr}' cannot feed input '${i.name}' (${i.dtype}${ok ? `: expected ${ok}` : ''})`, { file: h.file, tensor: i.name });
   }
   const r = i.shape.length;
+  if (b.unbatched.has(i.name)) {
+    if (h.shape.length !== r || i.shape.some((d, k) => typeof d === 'number' && d !== h.shape[k])) {
+      throw new QccError('E_USAGE', `${h.file}: shape (${h.shape.join(', ')}) is not input '${i.name}' ${shapeToString(i.shape)}, which has no batch dimension: give its whole tensor`, { file: h.file, tensor: i.name });
+    }
+    return { header: h, dtype, samples: 0, sampleShape: [...h.shape] };
+  }
   let samples: number;
   let shape: number[];
   if (h.shape.length === r - 1) {
@@ -513,7 +554,8 @@ function describeEntry(i: InputSpec, h: NpyHeader, dtype: DType, b: Batching): N
 /**
  * Calibration samples from the .npy files of `dir`. A single-input model takes every .npy file; with several
  * inputs the files are named `<input>_<key>.npy` and the files sharing a key form one sample (or batch). A file
- * holds one sample (the input's shape without the batch dimension, or with batch 1) or a batch (dim 0 = samples).
+ * holds one sample (the input's shape without the batch dimension, or with batch 1) or a batch (dim 0 = samples);
+ * the file of an unbatched input (see the file comment) holds its whole tensor, fed with every sample of its key.
  * Accepted dtypes: little-endian <f4 / <f8 / <f2 for float inputs (converted), <i8 / <i4 for integer inputs,
  * |u1 for uint8 and bool. Only the headers are read up front; data is read batch by batch.
  */
@@ -559,6 +601,7 @@ export function npyCalibration(dir: string, model: Model, o: { samples?: number;
     for (const i of inputs) {
       const e = g.get(i.name);
       if (!e) throw new QccError('E_USAGE', `${path.join(dir, `${i.name}_${k}.npy`)} is missing (the other inputs have a file with key '${k}')`, { file: path.join(dir, `${i.name}_${k}.npy`) });
+      if (b.unbatched.has(i.name)) continue;
       if (n !== undefined && e.samples !== n) {
         throw new QccError('E_USAGE', `${e.header.file} holds ${e.samples} samples, the other inputs' '${k}' files ${n}`, { file: e.header.file });
       }
@@ -583,13 +626,14 @@ export function npyCalibration(dir: string, model: Model, o: { samples?: number;
             const r = await readNpy(e.header.file);
             loaded.set(i.name, { data: convert(r.data, e.dtype, i.dtype), e });
           }
-          const n = loaded.get(inputs[0]!.name)!.e.samples;
+          const n = Math.max(...[...loaded.values()].map((l) => l.e.samples));
           for (let s = 0; s < n; s++) {
             const sample: Record<string, SampleData> = {};
             for (const i of inputs) {
               const { data, e } = loaded.get(i.name)!;
               const per = e.sampleShape.reduce((a, d) => a * d, 1);
-              sample[i.name] = { data: data.subarray(s * per, (s + 1) * per) as AnyTypedArray, shape: e.sampleShape };
+              const at = b.unbatched.has(i.name) ? 0 : s;
+              sample[i.name] = { data: data.subarray(at * per, (at + 1) * per) as AnyTypedArray, shape: e.sampleShape };
             }
             yield sample;
           }
@@ -606,6 +650,7 @@ interface SampleData {
 /**
  * Groups a stream of samples into batches of `b.size` (fewer at the end, or when a sample's shape differs from
  * the batch's: such samples cannot share a tensor). With a fixed batch size incomplete batches are dropped.
+ * Unbatched inputs take the batch's first sample unchanged.
  */
 async function* streamBatches(
   inputs: readonly InputSpec[],
@@ -621,6 +666,10 @@ async function* streamBatches(
     const feeds: Feeds = {};
     for (const i of inputs) {
       const shape = batch[0]![i.name]!.shape;
+      if (b.unbatched.has(i.name)) {
+        feeds[i.name] = new ort.Tensor(ortType(i.dtype), batch[0]![i.name]!.data as never, [...shape]);
+        continue;
+      }
       const per = shape.reduce((a, d) => a * d, 1);
       const first = batch[0]![i.name]!.data;
       const Ctor = first.constructor as new (n: number) => AnyTypedArray;

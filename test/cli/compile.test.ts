@@ -9,12 +9,15 @@ import { saveModel } from '../../ir/onnx/writer.js';
 import { createSession } from '../../ir/ort.js';
 import { loadModel } from '../../ir/onnx/reader.js';
 import type { Model } from '../../ir/ir.js';
+import { parseModel } from '../../ir/parse.js';
 import { cleanup, qcc, tempDir } from './helpers.js';
 import { tinyCnn } from '../util/tiny-cnn.js';
 
 after(cleanup);
 
-
+function nodesOf(m: Model, op: string) {
+  return [...m.graph.nodes()].filter((n) => n.opType === op);
+}
 
 describe('qcc compile', () => {
   let dir: string;
@@ -75,10 +78,65 @@ describe('qcc compile', () => {
     assert.ok(j.keptFloat.some((k: any) => k.node === 'head'), JSON.stringify(j.keptFloat));
     assert.equal(j.counts.layersQuantized, 4);
     assert.equal(j.ort.quantizedLayers, 4, JSON.stringify(j.ort));
-    assert.equal(j.ort.fused, 3, JSON.stringify(j.ort));
+    // the classifier's output is read through Q/DQ, so its Gemm fuses too (QGemm)
+    assert.equal(j.ort.fused, 4, JSON.stringify(j.ort));
     assert.deepEqual(j.ort.mispredicted, []);
-    assert.deepEqual(j.ort.unfused.map((u: any) => u.node), ['fc']);
+    assert.deepEqual(j.ort.unfused, []);
     assert.ok(j.ort.speedup > 0);
+  });
+
+  test('--w8a16 is INT8 weight-only: int8 per-channel DequantizeLinear weights, no activation QuantizeLinear, opset not raised past 13', async () => {
+    const h = await qcc(['compile', '--help']);
+    assert.match(h.stdout.replace(/\s+/g, ' '), /--w8a16 INT8 weights \(per-channel\), activations kept in float \(weight-only\)/);
+    for (const target of ['tensorrt', 'ort']) {
+      const out = path.join(dir, `w8a16.${target}.onnx`);
+      const r = await qcc(['compile', model, '--target', target, '--w8a16', '-o', out, '--json', '--calib-samples', '2', '--validation-samples', '4', '--no-ort-check']);
+      assert.equal(r.code, 0, r.stderr);
+      const m = loadModel(out);
+      assert.equal(m.opset, 17, `${target}: the input's opset 17 is enough (w8a16 used to raise it to 21)`);
+      assert.equal(nodesOf(m, 'QuantizeLinear').length, 0, `${target}: no activation is quantized`);
+      const dq = nodesOf(m, 'DequantizeLinear');
+      assert.ok(dq.length >= 1, target);
+      for (const n of dq) {
+        assert.equal(n.inputs[0]!.initializer?.dtype, 'i8', `${target}: ${n.name} dequantizes a stored int8 weight`);
+        assert.ok(n.inputs[1]!.initializer!.dims[0]! > 1, `${target}: ${n.name} is per-channel`);
+      }
+      // every weighted layer reads its data input in float
+      for (const n of [...nodesOf(m, 'Conv'), ...nodesOf(m, 'MatMul')]) assert.notEqual(n.inputs[0]!.producer?.opType, 'DequantizeLinear', `${target}: ${n.name}`);
+      const fc = nodesOf(m, 'MatMul')[0]!;
+      assert.equal(fc.inputs[1]!.producer?.opType, 'DequantizeLinear', `${target}: the classifier's weight is quantized`);
+      assert.equal(fc.inputs[1]!.producer!.attrInt('axis'), 1);
+      const j = JSON.parse(r.stdout) as Record<string, any>;
+      assert.deepEqual(j.model.opset, { input: 17, output: 17 });
+      assert.equal((j.layers as any[]).find((l) => l.node === 'fc').precision, 'w:int8 a:fp');
+      assert.ok((j.layers as any[]).every((l) => !/a:int|a:uint|a:fp8/.test(l.precision)), JSON.stringify(j.layers.map((l: any) => l.precision)));
+      assert.ok(j.validation.outputs[0].sqnrDb > 30, JSON.stringify(j.validation));
+    }
+  });
+
+  test('static inputs beside the batch ([2,2,1,1] Conv weight input, [8] vector, a scalar) are fed whole: compiles for both targets', async () => {
+    const f = path.join(dir, 'static-inputs.onnx');
+    saveModel(
+      parseModel(`
+graph main(%x: f32[1,3,8,8], %p: f32[2,2,1,1], %q: f32[8], %s: f32[]) -> (%y: f32[1,2,8,8]) {
+  %w = const f32[2,3,1,1] [1, -2, 0.5, 4, 1, 1]
+  %h = Conv(%x, %w) {kernel_shape=[1,1]} @conv
+  %g = Conv(%h, %p) {kernel_shape=[1,1]} @pconv
+  %a = Add(%g, %q) @addq
+  %m = Mul(%a, %s) @muls
+  %y = Relu(%m) @relu
+}`),
+      f,
+    );
+    for (const target of ['tensorrt', 'ort']) {
+      const r = await qcc(['compile', f, '--target', target, '--w8a8', '-o', path.join(dir, `static-inputs.${target}.onnx`), '--json', '--calib-samples', '3', '--validation-samples', '2']);
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout) as Record<string, any>;
+      assert.equal(j.calibration.samples, 3);
+      assert.match(j.calibration.description, /x f32 \[1,3,8,8\] ~ N\(0,1\) [^;]*; p f32 \[2,2,1,1\] ~ [^;]*, the same in every batch; q f32 \[8\] ~ [^;]*, the same in every batch; s f32 \[\] ~ /);
+      assert.equal(j.validation.samples, 2);
+      assert.ok(j.validation.outputs[0].sqnrDb > 20, JSON.stringify(j.validation));
+    }
   });
 
   test('an unknown preset exits 2 listing the presets; no output file', async () => {
@@ -107,7 +165,7 @@ describe('qcc compile', () => {
     assert.deepEqual(fs.readdirSync(d), ['c.json']);
   });
 
-  test('an uncalibratable (string) input is a clear error; no output file', async () => {
+  test('an uncalibratable (string) input is a usage error (exit 2); no output file', async () => {
     const d = tempDir();
     const b = new GraphBuilder('s', { opset: 17 });
     const t = b.input('text', 'string', [1]);
@@ -115,8 +173,8 @@ describe('qcc compile', () => {
     const f = path.join(d, 'str.onnx');
     saveModel(b.build(), f);
     const r = await qcc(['compile', f, '--target', 'ort', '--w8a8']);
-    assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stderr, /cannot calibrate input 'text': string tensors have no numeric range/);
+    assert.equal(r.code, 2, `bad input exits 2: ${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /^qcc: E_USAGE: cannot calibrate input 'text': string tensors have no numeric range/);
     assert.deepEqual(fs.readdirSync(d), ['str.onnx']);
   });
 });

@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { isQccError } from '../../ir/errors.js';
 import type { Preset } from '../../passes/quant/types.js';
-import { applyConfigFile, keptFpBy, layerOverride, loadConfigFile, matchGlob, parseConfigText, presetConfig, requiredOpset } from '../../targets/config.js';
+import { applyConfigFile, jsonErrorOffset, jsonErrorWhere, keptFpBy, layerOverride, loadConfigFile, matchGlob, parseConfigText, presetConfig, PRESET_SUMMARY, requiredOpset } from '../../targets/config.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-config-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -28,7 +29,14 @@ describe('presets', () => {
     assert.equal(presetConfig('fp8').calibrator, 'minmax');
     assert.equal(presetConfig('w4a8', { blockSize: 32, perChannel: false }).blockSize, 32);
     assert.equal(presetConfig('w4a8', { perChannel: false }).perChannel, false);
-    assert.deepEqual(['w8a8', 'fp8', 'w4a8', 'w4a16', 'w8a16'].map((p) => requiredOpset(presetConfig(p as Preset))), [13, 19, 21, 21, 21]);
+    assert.deepEqual(['w8a8', 'fp8', 'w4a8', 'w4a16', 'w8a16'].map((p) => requiredOpset(presetConfig(p as Preset))), [13, 19, 21, 21, 13]);
+  });
+  test('w8a16 is INT8 weight-only (float activations, as TensorRT-LLM/ModelOpt W8A16): opset 13 unless an override needs more', () => {
+    assert.equal(PRESET_SUMMARY.w8a16, 'INT8 weights (per-channel), activations kept in float (weight-only)');
+    assert.doesNotMatch(Object.values(PRESET_SUMMARY).join('\n'), /INT16/);
+    assert.equal(requiredOpset(presetConfig('w8a16', { overrides: [{ match: 'fc', precision: 'int4' }] })), 21);
+    assert.equal(requiredOpset(presetConfig('w8a16', { overrides: [{ match: 'fc', precision: 'fp8' }] })), 19);
+    assert.equal(requiredOpset(presetConfig('w8a16', { perChannel: false })), 13);
   });
   test('an unknown preset is E_USAGE listing the presets', () => {
     assert.throws(() => presetConfig('w2a2' as Preset), usage(/unknown preset 'w2a2' \(known: w8a8, w4a8, w4a16, w8a16, fp8\)/));
@@ -101,6 +109,49 @@ describe('config file', () => {
       assert.throws(() => parseConfigText(text, 'cfg.json'), (e: unknown) => usage(re, p)(e) && /config file cfg\.json: /.test((e as Error).message));
     });
   }
+  test('invalid JSON without a position from V8: the line and column of the offending token, one line, one short excerpt', () => {
+    const text = '{\n  "keepFp": ["head"],\n  "calibrator": entropy,\n  "percentile": 99.9\n}\n';
+    assert.throws(
+      () => parseConfigText(text, 'cfg.json'),
+      (e: unknown) => usage(/^config file cfg\.json is not valid JSON: Unexpected token 'e' \(line 3, column 17\) near 'entropy,'$/)(e),
+    );
+    assert.equal(jsonErrorWhere('{ "preset": abc }', `Unexpected token 'a', "{ "preset": abc }" is not valid JSON`), "Unexpected token 'a' (line 1, column 13) near 'abc }'");
+    assert.equal(jsonErrorWhere('{"a": 1', "Expected ',' or '}' after property value in JSON at position 7"), "Expected ',' or '}' after property value (line 1, column 8)");
+    assert.equal(jsonErrorWhere('', 'Unexpected end of JSON input'), 'Unexpected end of JSON input (line 1, column 1)');
+    // Node 22 appends "(line L column C)" to the position: dropped, ours is kept
+    assert.equal(jsonErrorWhere('{\n}x', 'Unexpected non-whitespace character after JSON at position 3 (line 2 column 2)'), 'Unexpected non-whitespace character after JSON (line 2, column 2) near \'x\'');
+    const long = `{"a": ${'x'.repeat(200)}}`;
+    const m = jsonErrorWhere(long, `Unexpected token 'x', "{"a": xxxxxxx"... is not valid JSON`);
+    assert.match(m, /^Unexpected token 'x' \(line 1, column 7\) near 'x{24}\.\.\.'$/);
+  });
+  test('jsonErrorOffset agrees with JSON.parse: -1 exactly when it parses, and the position V8 reports when it reports one', () => {
+    const cases = ['{}', '[1,,2]', '{"a": tru}', '{"a" 1}', '{"a": 1.}', '{"a": -}', '{"a": 01}', '{"a":"\\x"}', '"abc', '{"a": "x\ny"}', '{"a": 1} x', '  ', '{"a": [1, 2, {"b": null}]}', '1e5', '1e', '"\\u12g4"'];
+    const check = (t: string): void => {
+      let err: Error | undefined;
+      try {
+        JSON.parse(t);
+      } catch (e) {
+        err = e as Error;
+      }
+      const at = jsonErrorOffset(t);
+      if (!err) return assert.equal(at, -1, JSON.stringify(t));
+      assert.notEqual(at, -1, `${JSON.stringify(t)}: ${err.message}`);
+      const m = /position (\d+)/.exec(err.message);
+      if (m) assert.equal(at, Number(m[1]), `${JSON.stringify(t)}: ${err.message}`);
+    };
+    cases.forEach(check);
+    // small edits (delete, insert, replace one character) of valid config files
+    const base = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify({ preset: 'w8a8', v }, null, 2));
+    const ch = fc.constantFrom(...'{}[],:" \n\\-.0123456789eE+tfnulrsa\t');
+    fc.assert(
+      fc.property(base, fc.nat(), ch, fc.constantFrom('delete', 'insert', 'replace'), (t, k, c, how) => {
+        const i = k % (t.length + 1);
+        const e = how === 'delete' ? t.slice(0, i) + t.slice(i + 1) : how === 'insert' ? t.slice(0, i) + c + t.slice(i) : t.slice(0, i) + c + t.slice(i + 1);
+        check(e);
+      }),
+      { numRuns: 3000, seed: 4 },
+    );
+  });
   test('invalid JSON names the line and column; a missing file is E_IO', () => {
     assert.throws(() => parseConfigText('{\n  "preset": "w8a8",\n}', 'cfg.json'), usage(/config file cfg\.json is not valid JSON: .*\(line 3, column 1\)/));
     assert.throws(

@@ -11,11 +11,12 @@ import { GraphBuilder } from '../../../ir/builder.js';
 import { QccError } from '../../../ir/errors.js';
 import type { Model, Shape } from '../../../ir/ir.js';
 import type { DType } from '../../../ir/dtype.js';
-import type { Feeds } from '../../../ir/ort.js';
+import { createSession, run, type Feeds } from '../../../ir/ort.js';
 import {
   IMAGENET_MEAN,
   IMAGENET_STD,
   imageCalibration,
+  inputBatching,
   npyCalibration,
   parseNpyHeader,
   parsePreprocess,
@@ -92,13 +93,82 @@ test('random: fixed batch, symbolic dims given by name or input:axis, and errors
   assert.equal(d.samples, 6); // rounded up to whole batches of the model's batch 2
   assert.deepEqual((await collect(d)).map((b) => b.x!.dims), [[2, 3], [2, 3], [2, 3]]);
   const dyn = inputsModel([['img', 'f32', [N, 3, { param: 'H' }, { param: null }]]]);
-  assert.throws(() => randomCalibration(dyn, { samples: 1 }), isUsage('E_USAGE', /symbolic dimension 'H'/));
+  assert.throws(() => randomCalibration(dyn, { samples: 1 }), isUsage('E_USAGE', /symbolic dimension 'H' at axis 2: give its value with --dim H=N \(library: dims: \{H: N\}\)/));
+  assert.throws(() => randomCalibration(dyn, { samples: 1, dims: { H: 5 } }), isUsage('E_USAGE', /--dim img:3=N \(library: dims: \{"img:3": N\}\)/));
   const dd = randomCalibration(dyn, { samples: 2, batchSize: 2, dims: { H: 5, 'img:3': 7 } });
   assert.deepEqual((await collect(dd))[0]!.img!.dims, [2, 3, 5, 7]);
   assert.throws(() => randomCalibration(dyn, { samples: 0 }), isUsage());
   assert.throws(() => randomCalibration(fixed, { samples: 1, seed: -1 }), isUsage());
   const str = inputsModel([['s', 'string', [N]]]);
-  assert.throws(() => randomCalibration(str, { samples: 1 }), isUsage('E_UNSUPPORTED'));
+  assert.throws(() => randomCalibration(str, { samples: 1 }), isUsage('E_USAGE', /cannot calibrate input 's': string tensors have no numeric range/));
+});
+
+/** Batch `k`'s feed of `name` as plain numbers. */
+function values(batches: Feeds[], k: number, name: string): number[] {
+  return Array.from(batches[k]![name]!.data as Float32Array);
+}
+
+test('random: static inputs that are not the batch ([2,2,1,1], [8], rank 0) are fed whole; onnxruntime accepts every batch', async () => {
+  // all first dims static: the largest input (x) sets the batch (1); p and q do not share it and are not batched
+  const m = inputsModel([
+    ['p', 'f32', [2, 2, 1, 1]],
+    ['x', 'f32', [1, 3, 8, 8]],
+    ['q', 'f32', [8]],
+    ['s', 'f32', []],
+  ]);
+  assert.deepEqual(inputBatching(m), { fixed: 1, unbatched: new Set(['p', 'q']) });
+  const d = randomCalibration(m, { samples: 3, seed: 5 });
+  assert.equal(d.samples, 3);
+  assert.match(d.description!, /p f32 \[2,2,1,1\] ~ N\(0,1\).*, the same in every batch; x f32 \[1,3,8,8\] ~ N\(0,1\)/);
+  const batches = await collect(d);
+  assert.equal(batches.length, 3);
+  assert.deepEqual(batches.map((b) => [b.p!.dims, b.x!.dims, b.q!.dims, b.s!.dims]), Array(3).fill([[2, 2, 1, 1], [1, 3, 8, 8], [8], []]));
+  // unbatched: one sample, unchanged; batched and rank-0: a new sample per batch
+  for (const k of [1, 2]) {
+    assert.deepEqual(values(batches, k, 'p'), values(batches, 0, 'p'));
+    assert.deepEqual(values(batches, k, 'q'), values(batches, 0, 'q'));
+    assert.notDeepEqual(values(batches, k, 'x'), values(batches, 0, 'x'));
+    assert.notDeepEqual(values(batches, k, 's'), values(batches, 0, 's'));
+  }
+  assert.ok(new Set(values(batches, 0, 'p')).size === 4, 'p is random, not a constant fill');
+  const session = await createSession(m);
+  try {
+    // onnxruntime checks every feed against the declared (static) input shapes
+    for (const b of batches) assert.equal(Object.keys(await run(session, b)).length, 4);
+  } finally {
+    await session.release();
+  }
+});
+
+test('random: a symbolic batch next to static inputs: only the symbolic ones are batched, the batch size is free', async () => {
+  const m = inputsModel([
+    ['x', 'f32', [N, 3, 8, 8]],
+    ['p', 'f32', [2, 2, 1, 1]],
+    ['t', 'f32', [N]],
+  ]);
+  assert.deepEqual(inputBatching(m), { fixed: undefined, unbatched: new Set(['p']) });
+  const d = randomCalibration(m, { samples: 5, batchSize: 2, seed: 1 });
+  assert.equal(d.samples, 5);
+  const batches = await collect(d);
+  assert.deepEqual(batches.map((b) => [b.x!.dims, b.p!.dims, b.t!.dims]), [
+    [[2, 3, 8, 8], [2, 2, 1, 1], [2]],
+    [[2, 3, 8, 8], [2, 2, 1, 1], [2]],
+    [[1, 3, 8, 8], [2, 2, 1, 1], [1]],
+  ]);
+  assert.deepEqual(values(batches, 2, 'p'), values(batches, 0, 'p'));
+  // the batched inputs do not depend on the batch size
+  const single = await collect(randomCalibration(m, { samples: 5, batchSize: 1, seed: 1 }));
+  assert.deepEqual(single.flatMap((b) => values([b], 0, 't')), batches.flatMap((b) => values([b], 0, 't')));
+  const session = await createSession(m);
+  try {
+    for (const b of batches) await run(session, b);
+  } finally {
+    await session.release();
+  }
+  // all static and sharing dim 0: all batched, at that fixed size
+  const same = await collect(randomCalibration(inputsModel([['a', 'f32', [2, 3]], ['b', 'f32', [2, 5]]]), { samples: 4 }));
+  assert.deepEqual(same.map((b) => [b.a!.dims, b.b!.dims]), [[[2, 3], [2, 5]], [[2, 3], [2, 5]]]);
+  assert.notDeepEqual(values(same, 1, 'b'), values(same, 0, 'b'));
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -216,6 +286,27 @@ test('npy files built by hand: several inputs matched by name prefix, headers pa
     const empty = tmpDir();
     assert.throws(() => npyCalibration(empty, m), isUsage('E_USAGE', /no \.npy files/));
     fs.rmSync(empty, { recursive: true });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('npy: an unbatched input takes its whole tensor per key, fed unchanged with each sample of that key', async () => {
+  const dir = tmpDir();
+  try {
+    const f32 = (v: number[]): Uint8Array => new Uint8Array(Float32Array.from(v).buffer);
+    fs.writeFileSync(path.join(dir, 'x_a.npy'), npyBytes('<f4', [2, 2], f32([1, 2, 3, 4]))); // a batch of two samples
+    fs.writeFileSync(path.join(dir, 'p_a.npy'), npyBytes('<f4', [3, 1], f32([7, 8, 9])));
+    fs.writeFileSync(path.join(dir, 'x_b.npy'), npyBytes('<f4', [2], f32([5, 6])));
+    fs.writeFileSync(path.join(dir, 'p_b.npy'), npyBytes('<f4', [3, 1], f32([-7, -8, -9])));
+    const m = inputsModel([['x', 'f32', [N, 2]], ['p', 'f32', [3, 1]]]);
+    const d = npyCalibration(dir, m, { batchSize: 2 });
+    assert.equal(d.samples, 3);
+    const batches = await collect(d);
+    assert.deepEqual(batches.map((b) => [b.x!.dims, b.p!.dims]), [[[2, 2], [3, 1]], [[1, 2], [3, 1]]]);
+    assert.deepEqual(batches.map((b) => [values([b], 0, 'x'), values([b], 0, 'p')]), [[[1, 2, 3, 4], [7, 8, 9]], [[5, 6], [-7, -8, -9]]]);
+    fs.writeFileSync(path.join(dir, 'p_b.npy'), npyBytes('<f4', [1, 3, 1], f32([-7, -8, -9])));
+    assert.throws(() => npyCalibration(dir, m), isUsage('E_USAGE', /p_b\.npy: shape \(1, 3, 1\) is not input 'p' \[3,1\], which has no batch dimension/));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
