@@ -1,10 +1,10 @@
 // compile(): the quantization driver behind `qcc compile` (and the library API): canonicalize -> plan -> calibrate -> quantize -> check.
 //
-//   clone + canonicalize (opset raised to what the preset needs: 13 per-channel, 19 FP8, 21 INT4 blocks / INT16)
+//   clone + canonicalize (opset raised to what the preset needs: 13 per-channel, 19 FP8, 21 INT4 blocks)
 //   -> inferShapes -> target.plan(model, config) = QuantPlan
 //   -> calibration data (given, a directory of .npy files or images, or seeded random inputs, loudly reported)
 //   -> collectStatistics (onnxruntime-node, batch by batch) -> computeRange / qparamsFor per activation
-//   -> quantizeWeights -> insertQdq -> verify -> target.predictFusion
+//   -> quantizeWeights -> correctBias (calibrated channel means) -> insertQdq -> verify -> target.predictFusion
 //   -> [--target ort: onnxruntime's optimized graph: fused-kernel counts, FP32 vs quantized latency]
 //   -> validate (FP32 vs quantized on held-out inputs) -> target.emitExtras -> report + summary
 //
@@ -27,7 +27,7 @@ import { canonicalize } from '../passes/canonicalize.js';
 import { PassManager } from '../passes/manager.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { collectStatistics, computeRange, qparamsFor } from '../passes/quant/calibration.js';
-import { imageCalibration, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
+import { imageCalibration, inputBatching, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
 import { correctBias, meanAxisFor } from '../passes/quant/bias-correction.js';
 import { insertQdq } from '../passes/quant/insert-qdq.js';
 import { quantizeWeights } from '../passes/quant/quantize-weights.js';
@@ -137,8 +137,11 @@ function isCalibrationData(c: CompileOptions['calib']): c is CalibrationData {
 // ---------------------------------------------------------------------------------------------------------------
 // Calibration and held-out inputs
 
-/** The samples [from, from + count) of `data`, re-batched as they come (batch tensors sliced along dim 0). */
-export function sampleRange(data: CalibrationData, from: number, count: number): CalibrationData {
+/**
+ * The samples [from, from + count) of `data`, re-batched as they come (batch tensors sliced along dim 0; inputs in
+ * `unbatched`, fed whole to every batch, are passed through).
+ */
+export function sampleRange(data: CalibrationData, from: number, count: number, unbatched: ReadonlySet<string> = new Set()): CalibrationData {
   const n = Math.max(0, Math.min(count, data.samples - from));
   return {
     source: data.source,
@@ -148,10 +151,10 @@ export function sampleRange(data: CalibrationData, from: number, count: number):
       let at = 0;
       const end = from + n;
       for await (const feeds of data.batches()) {
-        const rows = batchRows(feeds);
+        const rows = batchRows(feeds, unbatched);
         const lo = Math.max(from, at);
         const hi = Math.min(end, at + rows);
-        if (hi > lo) yield lo === at && hi === at + rows ? feeds : sliceFeeds(feeds, lo - at, hi - at);
+        if (hi > lo) yield lo === at && hi === at + rows ? feeds : sliceFeeds(feeds, lo - at, hi - at, unbatched);
         at += rows;
         if (at >= end) break;
       }
@@ -159,14 +162,19 @@ export function sampleRange(data: CalibrationData, from: number, count: number):
   };
 }
 
-function batchRows(feeds: Feeds): number {
-  const t = Object.values(feeds)[0];
-  return t && t.dims.length ? Number(t.dims[0]) : 1;
+/** Samples in a batch: dim 0 of the first batched input. */
+function batchRows(feeds: Feeds, unbatched: ReadonlySet<string>): number {
+  const t = Object.entries(feeds).find(([k, v]) => !unbatched.has(k) && v.dims.length > 0)?.[1];
+  return t ? Number(t.dims[0]) : 1;
 }
 
-function sliceFeeds(feeds: Feeds, lo: number, hi: number): Feeds {
+function sliceFeeds(feeds: Feeds, lo: number, hi: number, unbatched: ReadonlySet<string>): Feeds {
   const out: Feeds = {};
   for (const [k, t] of Object.entries(feeds)) {
+    if (unbatched.has(k) || t.dims.length === 0) {
+      out[k] = t;
+      continue;
+    }
     const dims = t.dims.map(Number);
     const row = dims.slice(1).reduce((a, b) => a * b, 1);
     const data = t.data as unknown as { subarray(a: number, b: number): unknown };
@@ -175,14 +183,9 @@ function sliceFeeds(feeds: Feeds, lo: number, hi: number): Feeds {
   return out;
 }
 
-/** The batch size when the model's inputs have a fixed (numeric) first dimension. */
+/** The batch size when the model's batched inputs have a fixed (numeric) first dimension (calib-data's rule). */
 export function fixedBatch(m: Model): number | undefined {
-  for (const v of m.graph.inputs) {
-    if (v.isInitializer) continue;
-    const d = v.shape?.[0];
-    if (typeof d === 'number' && (v.shape?.length ?? 0) > 1) return d;
-  }
-  return undefined;
+  return inputBatching(m).fixed;
 }
 
 function hasFiles(dir: string, re: RegExp): boolean {
@@ -219,24 +222,25 @@ function planData(model: Model, o: CompileOptions, calibSamples: number, validat
       all = imageCalibration(dir, model, { ...batch, preprocess: o.calib.preprocess });
     } else throw new QccError('E_USAGE', `calibration directory ${dir} has no .npy, .png or .jpg files`, { file: dir });
   }
-  if (o.validation) return { calib: sampleRange(all, 0, calibSamples), validation: o.validation };
+  const { fixed, unbatched } = inputBatching(model);
+  if (o.validation) return { calib: sampleRange(all, 0, calibSamples, unbatched), validation: o.validation };
   // a model with a fixed batch B takes whole batches: both parts are multiples of B
-  const B = fixedBatch(model) ?? 1;
+  const B = fixed ?? 1;
   const down = (k: number) => Math.floor(k / B) * B;
   const total = all.samples;
   const holdout = down(Math.min(validationSamples, Math.max(total - calibSamples, Math.floor(total / 4))));
   const calibN = Math.max(Math.min(B, total), down(Math.min(calibSamples, total - holdout)));
   if (holdout < 1) {
     return {
-      calib: sampleRange(all, 0, calibN),
+      calib: sampleRange(all, 0, calibN, unbatched),
       validation: randomValidation(),
       validationSeed: vseed,
       note: `only ${total} calibration sample(s): validation runs on seeded random inputs instead of held-out files`,
     };
   }
   return {
-    calib: sampleRange(all, 0, calibN),
-    validation: sampleRange(all, calibN, holdout),
+    calib: sampleRange(all, 0, calibN, unbatched),
+    validation: sampleRange(all, calibN, holdout, unbatched),
     ...(calibN < calibSamples ? { note: `${total} samples given: calibrating on ${calibN}, holding out ${holdout} for validation` } : {}),
   };
 }
@@ -329,8 +333,8 @@ async function latency(session: ortTypes.InferenceSession, feeds: Feeds, runs: n
 }
 
 /** The first sample of `data` (the first batch when the model's batch is fixed). */
-async function firstSample(data: InputBatches, fixed: boolean): Promise<Feeds> {
-  for await (const feeds of data.batches()) return !fixed && batchRows(feeds) > 1 ? sliceFeeds(feeds, 0, 1) : feeds;
+async function firstSample(data: InputBatches, fixed: boolean, unbatched: ReadonlySet<string>): Promise<Feeds> {
+  for await (const feeds of data.batches()) return !fixed && batchRows(feeds, unbatched) > 1 ? sliceFeeds(feeds, 0, 1, unbatched) : feeds;
   throw new QccError('E_USAGE', 'no validation inputs for the latency measurement');
 }
 
@@ -352,9 +356,9 @@ function checkInputs(m: Model): void {
   for (const v of m.graph.inputs) {
     if (v.isInitializer) continue;
     const t = v.type;
-    if (t?.kind !== 'tensor') throw new QccError('E_UNSUPPORTED', `cannot calibrate input '${v.name}': it is not a tensor (sequence/map/optional inputs cannot be calibrated)`, { tensor: v.name });
-    if (t.dtype === 'string') throw new QccError('E_UNSUPPORTED', `cannot calibrate input '${v.name}': string tensors have no numeric range (quantize the model behind its tokenizer/decoder)`, { tensor: v.name });
-    if (t.dtype === undefined) throw new QccError('E_UNSUPPORTED', `cannot calibrate input '${v.name}': its element type is unknown`, { tensor: v.name });
+    if (t?.kind !== 'tensor') throw new QccError('E_USAGE', `cannot calibrate input '${v.name}': it is not a tensor (sequence/map/optional inputs cannot be calibrated)`, { tensor: v.name });
+    if (t.dtype === 'string') throw new QccError('E_USAGE', `cannot calibrate input '${v.name}': string tensors have no numeric range (quantize the model behind its tokenizer/decoder)`, { tensor: v.name });
+    if (t.dtype === undefined) throw new QccError('E_USAGE', `cannot calibrate input '${v.name}': its element type is unknown`, { tensor: v.name });
   }
 }
 
@@ -558,12 +562,13 @@ export async function compile(model: Model, o: CompileOptions): Promise<CompileR
   const names = model.graph.outputs.map((v) => v.name);
   const qNames = new Set(q.graph.outputs.map((v) => v.name));
   for (const n of names) if (!qNames.has(n)) throw new QccError('E_PASS_FAILED', `the quantized model lost graph output '${n}'`, { tensor: n });
-  const sample = doOrt ? await firstSample(data.validation, fixedBatch(model) !== undefined) : undefined;
+  const batching = inputBatching(model);
+  const sample = doOrt ? await firstSample(data.validation, batching.fixed !== undefined, batching.unbatched) : undefined;
   let fpMs = 0;
   const ref = await (async () => {
     const s32 = await timer.time('ort-sessions', () => referenceSession(model, config, notes));
     try {
-      const r = await timer.time('validate', () => referenceOutputs(s32, names, data.validation, (d, t) => progress('validate', d, t)));
+      const r = await timer.time('validate', () => referenceOutputs(s32, names, data.validation, (d, t) => progress('validate', d, t), batching.unbatched));
       if (sample) fpMs = await timer.time('ort-check', () => latency(s32, sample, runs));
       return r;
     } finally {
@@ -578,13 +583,13 @@ export async function compile(model: Model, o: CompileOptions): Promise<CompileR
     try {
       const sq = await timer.time(doOrt ? 'ort-check' : 'ort-sessions', () => quantizedSession(q, file, notes));
       try {
-        outputs = await timer.time('validate', () => compareOutputs(sq, ref, data.validation, (d, t) => progress('validate', d, t)));
+        outputs = await timer.time('validate', () => compareOutputs(sq, ref, data.validation, (d, t) => progress('validate', d, t), batching.unbatched));
         if (file && sample) {
           ortCheck = await timer.time('ort-check', async () => {
             const optimized = decodeModel(new Uint8Array(fs.readFileSync(file)), { file });
             const counts = countOrtFusion(q, optimized, fusion);
             const qMs = await latency(sq, sample, runs);
-            return { ...counts, latencyMs: { fp32: fpMs, quant: qMs, runs, batch: batchRows(sample) }, speedup: fpMs / qMs };
+            return { ...counts, latencyMs: { fp32: fpMs, quant: qMs, runs, batch: batchRows(sample, batching.unbatched) }, speedup: fpMs / qMs };
           });
         }
       } finally {

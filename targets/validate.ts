@@ -211,13 +211,24 @@ export interface ReferenceOutputs {
   readonly samples: number;
 }
 
+/** Samples in a batch: dim 0 of the first input not in `unbatched` (inputs fed whole to every batch). */
+function rowsOf(feeds: Record<string, ortTypes.Tensor>, unbatched: ReadonlySet<string>): number {
+  const t = Object.entries(feeds).find(([k, v]) => !unbatched.has(k) && v.dims.length > 0)?.[1];
+  return t ? Number(t.dims[0]) : 1;
+}
+
 /** Runs the reference session on every batch of `inputs` and keeps the outputs `names`. */
-export async function referenceOutputs(session: ortTypes.InferenceSession, names: readonly string[], inputs: InputBatches, onProgress?: (done: number, total: number) => void): Promise<ReferenceOutputs> {
+export async function referenceOutputs(
+  session: ortTypes.InferenceSession,
+  names: readonly string[],
+  inputs: InputBatches,
+  onProgress?: (done: number, total: number) => void,
+  unbatched: ReadonlySet<string> = new Set(),
+): Promise<ReferenceOutputs> {
   const batches: ReferenceOutputs['batches'][number][] = [];
   let samples = 0;
   for await (const feeds of inputs.batches()) {
-    const first = Object.values(feeds)[0];
-    samples += first && first.dims.length ? Number(first.dims[0]) : 1;
+    samples += rowsOf(feeds, unbatched);
     const out = await run(session, feeds, names);
     const b: Record<string, { data: ArrayLike<number>; kind: 'float' | 'exact'; dims: number[] }> = {};
     for (const n of names) b[n] = { ...numbersOf(out[n]!, n), dims: out[n]!.dims.map(Number) };
@@ -229,15 +240,20 @@ export async function referenceOutputs(session: ortTypes.InferenceSession, names
 }
 
 /** Runs the quantized session on the same batches and compares with the reference outputs. */
-export async function compareOutputs(session: ortTypes.InferenceSession, ref: ReferenceOutputs, inputs: InputBatches, onProgress?: (done: number, total: number) => void): Promise<OutputMetrics[]> {
+export async function compareOutputs(
+  session: ortTypes.InferenceSession,
+  ref: ReferenceOutputs,
+  inputs: InputBatches,
+  onProgress?: (done: number, total: number) => void,
+  unbatched: ReadonlySet<string> = new Set(),
+): Promise<OutputMetrics[]> {
   const acc = new Map<string, MetricAccumulator>();
   let i = 0;
   let samples = 0;
   for await (const feeds of inputs.batches()) {
     const r = ref.batches[i++];
     if (!r) throw new QccError('E_PASS_FAILED', 'validation inputs changed between the FP32 and the quantized run');
-    const first = Object.values(feeds)[0];
-    samples += first && first.dims.length ? Number(first.dims[0]) : 1;
+    samples += rowsOf(feeds, unbatched);
     const out = await run(session, feeds, ref.names);
     for (const n of ref.names) {
       const a = r[n]!;

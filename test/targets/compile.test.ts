@@ -61,6 +61,20 @@ describe('compile() on a small residual CNN', () => {
     assert.ok(sq(on) >= sq(off) - 0.5, `SQNR with ${sq(on).toFixed(2)} vs without ${sq(off).toFixed(2)}`);
   });
 
+  test('an unbatched static input listed before the batched image: calibration, validation and the ORT check slice only the image', async () => {
+    const b = new GraphBuilder('mixed', { opset: 17 });
+    const q = b.input('q', 'f32', [2]);
+    const x = b.input('x', 'f32', [{ param: 'N' }, 2, 4, 4]);
+    const w = b.f32('w', [2, 2, 1, 1], [1, -0.5, 0.25, 2]);
+    const c = b.op('Conv', [x, w], { name: 'conv', attrs: { kernel_shape: [1, 1] } });
+    const s = b.op('Reshape', [q, b.i64('shape', [1, 2, 1, 1])], { name: 'rs' });
+    b.output(b.op('Add', [b.op('Relu', [c], { name: 'relu' }), s], { name: 'add' }));
+    const r = await compile(b.build(), { target: 'ort', config: presetConfig('w8a8'), calibSamples: 6, validationSamples: 5, batchSize: 2, latencyRuns: 1 });
+    assert.equal(r.report.validation.samples, 5);
+    assert.ok(r.report.ort && r.report.ort.latencyMs!.batch === 1, JSON.stringify(r.report.ort?.latencyMs));
+    assert.ok(r.report.validation.outputs[0]!.sqnrDb > 20, `${r.report.validation.outputs[0]!.sqnrDb}`);
+  });
+
   test('the input model is left unchanged', async () => {
     const m = tinyCnn();
     const before = weightedOps(m).length + m.graph.nodeCount;
