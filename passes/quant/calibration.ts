@@ -316,14 +316,14 @@ export async function collectStatistics(
     else computed.push({ name, hist, collector: c });
   }
 
-  const means = new Map<string, { axis: number; acc: ChannelMeans }>();
+  const means = new Map<string, { axis: number; rank: number; acc: ChannelMeans }>();
   for (const [name, axis] of o.channelMeans ?? []) {
     if (!collectors.has(name)) throw new QccError('E_USAGE', `channel means of '${name}' asked for, but it is not calibrated`, { tensor: name });
     const v = g.findValue(name)!;
     if (v.initializer) continue;
     const rank = v.shape?.length;
     if (rank === undefined || rank === 0 || axis >= rank || axis < -rank) throw new QccError('E_USAGE', `channel means of '${name}' need its rank (run inferShapes) and axis ${axis} in it`, { tensor: name });
-    means.set(name, { axis, acc: new ChannelMeans() });
+    means.set(name, { axis, rank, acc: new ChannelMeans() });
   }
 
   let session: Awaited<ReturnType<typeof createSession>> | undefined;
@@ -410,7 +410,7 @@ function probeModel(
   model: Model,
   tensors: readonly { name: string; hist: boolean; collector: Collector }[],
   limit: number,
-  means: ReadonlyMap<string, { axis: number }>,
+  means: ReadonlyMap<string, { axis: number; rank: number }>,
 ): { model: Model; probes: Probe[] } {
   const c = cloneModel(model);
   const g = c.graph;
@@ -445,7 +445,7 @@ function probeModel(
     let mean: string | undefined;
     const cm = means.get(t.name);
     if (cm) {
-      const rank = v.shape!.length;
+      const rank = cm.rank; // from the input model: the copy may have dropped types onnxruntime would refuse
       const keep = cm.axis < 0 ? rank + cm.axis : cm.axis;
       const axes = Array.from({ length: rank }, (_, i) => i).filter((i) => i !== keep);
       // ReduceMean takes its axes as an input from opset 18, as an attribute before

@@ -10,6 +10,7 @@ import type { Model } from '../../../ir/ir.js';
 import { createSession, ort, run, type Feeds } from '../../../ir/ort.js';
 import { decodeF16, decodeFloat8E4M3FN, encodeFloat8E4M3FN } from '../../../ir/numerics.js';
 import { mulberry32 } from '../../../ir/random.js';
+import { Rewriter } from '../../../ir/rewriter.js';
 import { inferShapes } from '../../../ir/shape-inference.js';
 import { buildZooModel } from '../../../models/index.js';
 import {
@@ -618,4 +619,39 @@ test('collectStatistics subsamples large histogram tensors: exact min/max, every
   const a = computeRange(sub, p).max;
   const f = computeRange(full, p).max;
   assert.ok(Math.abs(a - f) < 0.02, `percentile ${a} vs ${f}`);
+});
+
+test('collectStatistics channelMeans: per-channel means over every sample equal the float64 reference, also for a tensor typed without element type', async () => {
+  const m = smallModel(false);
+  inferShapes(m);
+  // an annotation with a shape but no element type (seen in exported models): the probe copy drops it for
+  // onnxruntime, the rank must come from the input model
+  const mm = m.graph.findValue('mm_out')!;
+  new Rewriter(m.graph).setType(mm, { kind: 'tensor', dtype: undefined, shape: mm.shape } as never);
+  const ref = smallModel(true);
+  const data = randomCalibration(m, { samples: 7, batchSize: 3, seed: 9 });
+  const plans = ['x', 'mm_out', 'relu_out'].map((t) => ({ ...plan('minmax'), tensor: t }));
+  const stats = await collectStatistics(m, plans, data, { channelMeans: new Map([['x', -1], ['mm_out', -1], ['relu_out', 1]]) });
+  const s = await createSession(ref, { optimization: 'disabled' });
+  const sums = new Map<string, Float64Array>();
+  let rows = 0;
+  for await (const feeds of data.batches()) {
+    const out = await run(s, feeds);
+    const n = Number(feeds.x!.dims[0]);
+    rows += n;
+    for (const [name, d, c] of [['x', feeds.x!.data, 6], ['mm_out', out.mm_out!.data, 5], ['relu_out', out.relu_out!.data, 5]] as const) {
+      const acc = sums.get(name) ?? new Float64Array(c);
+      for (let r = 0; r < n; r++) for (let k = 0; k < c; k++) acc[k]! += (d as Float32Array)[r * c + k]!;
+      sums.set(name, acc);
+    }
+  }
+  await s.release();
+  for (const [name, acc] of sums) {
+    const got = stats.get(name)!.channelMean!;
+    assert.equal(got.length, acc.length, name);
+    // ReduceMean in float32 per batch, weighted in float64: agreement to float32 rounding
+    for (let k = 0; k < acc.length; k++) assert.ok(Math.abs(got[k]! - acc[k]! / rows) < 1e-5, `${name}[${k}]: ${got[k]} vs ${acc[k]! / rows}`);
+  }
+  // relu_out [N,5] with channel axis 1 is the same as -1 here; an axis outside the rank is refused
+  await assert.rejects(collectStatistics(m, plans, data, { channelMeans: new Map([['mm_out', 2]]) }), /axis 2/);
 });
