@@ -36,6 +36,7 @@ export interface CompileArgs {
   calibrator?: string;
   percentile?: number;
   'mse-clip'?: boolean;
+  'bias-correction'?: boolean;
   calib?: string;
   'calib-samples'?: number;
   'validation-samples'?: number;
@@ -99,6 +100,7 @@ export function configFromArgs(a: CompileArgs): QuantConfig {
     ...(a.calibrator !== undefined ? { calibrator: a.calibrator as Calibrator } : {}),
     ...(a.percentile !== undefined ? { percentile: a.percentile } : {}),
     ...(a['mse-clip'] ? { mseClip: true } : {}),
+    ...(a['bias-correction'] === false ? { biasCorrection: false } : {}),
   };
   if (a.percentile !== undefined && !(a.percentile > 50 && a.percentile <= 100)) throw new QccError('E_USAGE', `--percentile must be a number in (50, 100], got ${String(a.percentile)}`);
   const keepFp = (a['keep-fp'] ?? []).map(String);
@@ -214,6 +216,7 @@ export function compileCommand(io: CliIo): CommandModule<object, CompileArgs> {
         .option('calibrator', { type: 'string', choices: [...CALIBRATORS], describe: 'activation range calibrator', defaultDescription: 'percentile (fp8: minmax)' })
         .option('percentile', { type: 'number', describe: 'percentile for the percentile calibrator', defaultDescription: '99.99' })
         .option('mse-clip', { type: 'boolean', describe: 'search MSE-optimal weight clipping per channel/block' })
+        .option('bias-correction', { type: 'boolean', describe: 'move the mean output shift of quantized weights into the bias (calibrated channel means); --no-bias-correction turns it off', defaultDescription: 'on' })
         .option('calib', { type: 'string', describe: 'calibration data: a directory of .npy files or images, or "random" (seeded inputs; the default, reported loudly)' })
         .option('calib-samples', { type: 'number', describe: 'calibration samples', defaultDescription: '32' })
         .option('validation-samples', { type: 'number', describe: 'held-out samples for the FP32-vs-quantized validation', defaultDescription: '16' })

@@ -13,6 +13,7 @@
 //     "calibrator": "percentile",              // minmax | percentile | entropy | mse
 //     "percentile": 99.99,                     // for the percentile calibrator, in (50, 100]
 //     "mseClip": false,                        // MSE-optimal weight clipping search
+//     "biasCorrection": true,                  // move weight quantization's mean output shift into the bias
 //     "keepFp": ["head.*", "*.attn.qkv"],      // node-name globs kept in float
 //     "layers": { "stem.conv": "fp", "layer4.*": { "precision": "int8", "calibrator": "entropy" } },
 //     "ops":    { "MatMul": { "precision": "int8" }, "ConvTranspose": "fp" },
@@ -101,12 +102,13 @@ export interface ConfigFile {
   readonly calibrator?: Calibrator;
   readonly percentile?: number;
   readonly mseClip?: boolean;
+  readonly biasCorrection?: boolean;
   readonly keepFp?: readonly string[];
   /** `ops`, then `layers`, then `overrides`, in file order. */
   readonly overrides?: readonly LayerOverride[];
 }
 
-const TOP_KEYS = ['$schema', 'preset', 'perChannel', 'blockSize', 'calibrator', 'percentile', 'mseClip', 'keepFp', 'layers', 'ops', 'overrides'] as const;
+const TOP_KEYS = ['$schema', 'preset', 'perChannel', 'blockSize', 'calibrator', 'percentile', 'mseClip', 'biasCorrection', 'keepFp', 'layers', 'ops', 'overrides'] as const;
 const OVERRIDE_KEYS = ['match', 'op', 'precision', 'granularity', 'calibrator'] as const;
 
 /** Reads and checks a config file; every problem is E_USAGE (exit 2) naming the file and the JSON path (`$.a.b[2]`). */
@@ -325,6 +327,7 @@ function checkConfigJson(json: unknown, file: string): ConfigFile {
   if (o.calibrator !== undefined) r.calibrator = c.oneOf(o.calibrator, '$.calibrator', CALIBRATORS);
   if (o.percentile !== undefined) r.percentile = c.num(o.percentile, '$.percentile', 50, 100);
   if (o.mseClip !== undefined) r.mseClip = c.bool(o.mseClip, '$.mseClip');
+  if (o.biasCorrection !== undefined) r.biasCorrection = c.bool(o.biasCorrection, '$.biasCorrection');
   if (o.keepFp !== undefined) {
     if (!Array.isArray(o.keepFp)) c.fail('$.keepFp', `must be an array of node-name globs, got ${kind(o.keepFp)}`);
     r.keepFp = (o.keepFp as unknown[]).map((g, i) => c.glob(g, `$.keepFp[${i}]`));
@@ -358,6 +361,7 @@ export function applyConfigFile(base: QuantConfig, f: ConfigFile): QuantConfig {
     calibrator: f.calibrator ?? (f.preset !== undefined && f.preset !== base.preset ? presetConfig(f.preset).calibrator : base.calibrator),
     percentile: f.percentile ?? base.percentile,
     mseClip: f.mseClip ?? base.mseClip,
+    ...(f.biasCorrection ?? base.biasCorrection) !== undefined ? { biasCorrection: (f.biasCorrection ?? base.biasCorrection)! } : {},
     overrides: [...base.overrides, ...(f.overrides ?? [])],
     keepFp: [...base.keepFp, ...(f.keepFp ?? [])],
   };

@@ -85,6 +85,22 @@ describe('qcc compile', () => {
     assert.ok(j.ort.speedup > 0);
   });
 
+  test('--no-bias-correction keeps the original biases; the default corrects them (a note says so)', async () => {
+    const outs: Record<string, any> = {};
+    for (const flag of [[], ['--no-bias-correction']]) {
+      const out = path.join(dir, `bc${flag.length}.onnx`);
+      const r = await qcc(['compile', model, '--target', 'tensorrt', '--w8a8', '-o', out, '--json', '--calib-samples', '4', '--validation-samples', '2', ...flag]);
+      assert.equal(r.code, 0, r.stderr);
+      outs[flag.length ? 'off' : 'on'] = { j: JSON.parse(r.stdout), m: loadModel(out) };
+    }
+    assert.ok(outs.on.j.notes.some((n: string) => n.startsWith('bias correction:')));
+    assert.ok(!outs.off.j.notes.some((n: string) => n.startsWith('bias correction:')));
+    assert.equal(outs.off.j.config.biasCorrection, false);
+    const biasNames = (m: any) => nodesOf(m, 'Conv').map((n: any) => n.inputs[2]?.name ?? '');
+    assert.ok(biasNames(outs.on.m).every((b: string) => b.endsWith('_bias_corrected')), biasNames(outs.on.m).join());
+    assert.ok(biasNames(outs.off.m).every((b: string) => !b.endsWith('_bias_corrected')), biasNames(outs.off.m).join());
+  });
+
   test('--w8a16 is INT8 weight-only: int8 per-channel DequantizeLinear weights, no activation QuantizeLinear, opset not raised past 13', async () => {
     const h = await qcc(['compile', '--help']);
     assert.match(h.stdout.replace(/\s+/g, ' '), /--w8a16 INT8 weights \(per-channel\), activations kept in float \(weight-only\)/);

@@ -89,6 +89,12 @@ describe('config file', () => {
     assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"preset":"fp8"}', 'c.json')).calibrator, 'minmax');
     assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"mseClip":true}', 'c.json')).calibrator, 'percentile');
   });
+  test('biasCorrection: absent by default (on), false from a file, a non-boolean refused with its path', () => {
+    assert.equal(presetConfig('w8a8').biasCorrection, undefined);
+    assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"biasCorrection":false}', 'c.json')).biasCorrection, false);
+    assert.equal(applyConfigFile(presetConfig('w8a8', { biasCorrection: false }), parseConfigText('{"mseClip":true}', 'c.json')).biasCorrection, false);
+    assert.throws(() => parseConfigText('{"biasCorrection":"no"}', 'c.json'), /\$\.biasCorrection/);
+  });
   const broken: [string, RegExp, string][] = [
     ['{"preset": "w3a8"}', /\$\.preset must be a preset \(known: w8a8, w4a8, w4a16, w8a16, fp8\), got "w3a8"/, '$.preset'],
     ['{"blockSize": 12.5}', /\$\.blockSize must be an integer >= 2, got 12.5/, '$.blockSize'],
