@@ -1,5 +1,5 @@
 // Runs the benchmarks in bench/ and prints Markdown; --write replaces their sections in bench/RESULTS.md.
-// Usage: node dist/bench/run.js [--only io,zoo,compile,conformance] [--reps N] [--write]
+// Usage: node dist/bench/run.js [--only io,zoo,compile,conformance,ocr] [--reps N] [--write]
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMPILE_HEADING, runCompileBench } from './compile.js';
 import { IO_HEADING, runIoBench } from './io.js';
+import { OCR_HEADING, runOcrBench } from './ocr.js';
 import { ZOO_HEADING, runZooBench } from './zoo.js';
 
 interface Bench {
@@ -33,6 +34,7 @@ const BENCHES: Bench[] = [
       return { markdown: `## Conformance (libonnx-testdata)\n\nMeasured ${date} with \`node dist/bench/conformance.js\`.\n\n${body}\n`, ok: r.status === 0 };
     },
   },
+  { id: 'ocr', heading: OCR_HEADING, run: () => runOcrBench({}) },
 ];
 
 function parseArgs(argv: string[]): { only: string[] | undefined; reps: number | undefined; write: boolean } {

@@ -461,7 +461,7 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
     if (bc.length) {
       const ratio = bc.map((b) => (b.biasRms > 0 ? b.shiftRms / b.biasRms : 0));
       const median = [...ratio].sort((x, y) => x - y)[Math.floor(ratio.length / 2)]!;
-      notes.push(`bias correction: ${bc.length} layer${bc.length === 1 ? '' : 's'} had the mean output shift of their quantized weights moved into the bias (median shift/bias RMS ${median.toFixed(3)}; config biasCorrection: false turns it off)`);
+      notes.push(`bias correction: ${bc.length} layer${bc.length === 1 ? '' : 's'} had the mean output shift of their quantized weights moved into the bias (median shift/bias RMS ${median.toFixed(3)}; --no-bias-correction turns it off)`);
     }
   }
   const { inserted } = await timer.time('insert-qdq', () => insertQdq(q, plan.activations, params));
