@@ -213,7 +213,7 @@ export function compileCommand(io: CliIo): CommandModule<object, CompileArgs> {
         .option('o', { alias: 'output', type: 'string', describe: 'output .onnx file', defaultDescription: '<model>.<preset>.<target>.onnx' })
         .option('per-tensor', { type: 'boolean', describe: 'one scale per weight tensor instead of per output channel' })
         .option('block-size', { type: 'number', describe: 'INT4 block size along K', defaultDescription: '128' })
-        .option('calibrator', { type: 'string', choices: [...CALIBRATORS], describe: 'activation range calibrator', defaultDescription: 'percentile (fp8: minmax)' })
+        .option('calibrator', { type: 'string', choices: [...CALIBRATORS], describe: 'activation range calibrator', defaultDescription: 'mse (fp8: minmax)' })
         .option('percentile', { type: 'number', describe: 'percentile for the percentile calibrator', defaultDescription: '99.99' })
         .option('mse-clip', { type: 'boolean', describe: 'search MSE-optimal weight clipping per channel/block' })
         .option('bias-correction', { type: 'boolean', describe: 'move the mean output shift of quantized weights into the bias (calibrated channel means); --no-bias-correction turns it off', defaultDescription: 'on' })

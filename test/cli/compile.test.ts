@@ -56,7 +56,7 @@ describe('qcc compile', () => {
     assert.equal(fc.weights[0].granularity, 'blocked(axis=0,size=16)');
     const c1 = (j.layers as any[]).find((l) => l.node === 'b1.conv1');
     assert.equal(c1.precision, 'w:int8 a:int8');
-    assert.equal(c1.activations[0].calibrator, 'percentile');
+    assert.equal(c1.activations[0].calibrator, 'mse');
     assert.equal(c1.activations[0].zeroPoint, 0);
     const stem = (j.layers as any[]).find((l) => l.node === 'stem');
     assert.match(stem.fallback.reason, /TensorRT/);

@@ -132,7 +132,7 @@ describe('qcc-quant goldens (test/golden/quant-*)', () => {
     assert.deepEqual([c.preset, c.calibrator, c.perChannel, c.blockSize, c.keepFp], ['w4a8', 'minmax', false, 32, ['a.*', 'b', 'c']]);
     // defaults: the preset's config, 8 calibration samples, seed 0
     const d = parseGolden('// RUN: qcc-quant --target=tensorrt --preset=w8a8\n').quant!;
-    assert.deepEqual([d.calibSamples, d.seed, d.config.calibrator, d.config.perChannel], [8, 0, 'percentile', true]);
+    assert.deepEqual([d.calibSamples, d.seed, d.config.calibrator, d.config.perChannel], [8, 0, 'mse', true]);
     assert.throws(() => parseGolden('// RUN: qcc-quant --target=ort --preset=w3a8\n'), (e: unknown) => isQccError(e) && e.code === 'E_USAGE' && /unknown preset 'w3a8'/.test(e.message));
     assert.throws(() => parseGolden('// RUN: qcc-quant --target=cuda --preset=w8a8\n'), { code: 'E_USAGE' });
     assert.throws(() => parseGolden('// RUN: qcc-quant --preset=w8a8\n'), { code: 'E_USAGE' });

@@ -25,7 +25,7 @@ function usage(re: RegExp, path?: string) {
 
 describe('presets', () => {
   test('defaults per preset', () => {
-    assert.deepEqual(presetConfig('w8a8'), { preset: 'w8a8', perChannel: true, blockSize: 128, calibrator: 'percentile', percentile: 99.99, mseClip: false, overrides: [], keepFp: [] });
+    assert.deepEqual(presetConfig('w8a8'), { preset: 'w8a8', perChannel: true, blockSize: 128, calibrator: 'mse', percentile: 99.99, mseClip: false, overrides: [], keepFp: [] });
     assert.equal(presetConfig('fp8').calibrator, 'minmax');
     assert.equal(presetConfig('w4a8', { blockSize: 32, perChannel: false }).blockSize, 32);
     assert.equal(presetConfig('w4a8', { perChannel: false }).perChannel, false);
@@ -87,7 +87,7 @@ describe('config file', () => {
   });
   test("a file's preset replaces the base preset's calibrator default unless the file sets one", () => {
     assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"preset":"fp8"}', 'c.json')).calibrator, 'minmax');
-    assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"mseClip":true}', 'c.json')).calibrator, 'percentile');
+    assert.equal(applyConfigFile(presetConfig('w8a8'), parseConfigText('{"mseClip":true}', 'c.json')).calibrator, 'mse');
   });
   test('biasCorrection: absent by default (on), false from a file, a non-boolean refused with its path', () => {
     assert.equal(presetConfig('w8a8').biasCorrection, undefined);

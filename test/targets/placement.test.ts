@@ -292,7 +292,7 @@ describe('fallbacks and configuration', () => {
       'opset 19',
     ]);
     assert.ok(p.activations.every((a) => a.calibrator === 'entropy' && a.percentile === undefined));
-    const q = trt.plan(m, config('w8a8', { percentile: 99.9 }));
+    const q = trt.plan(m, config('w8a8', { calibrator: 'percentile', percentile: 99.9 }));
     assert.ok(q.activations.every((a) => a.calibrator === 'percentile' && a.percentile === 99.9));
     assert.ok(trt.plan(m, config('w8a8', { mseClip: true })).weights.every((w) => w.mseClip === true));
     assert.ok(q.weights.every((w) => w.mseClip === undefined));
