@@ -229,7 +229,7 @@ export function runCompileBench(o: { only?: readonly string[]; presets?: readonl
       'branches end in a BN with gamma 0.25 (README, model zoo): with gamma 1 the random ResNet-50 and MobileNetV2 turned -40 dB into 18 dB and no',
       'quantizer could be judged on them. Default W8A8 includes bias correction (README); the "ResNet-50 W8A8" table below also shows it switched off.',
       'The PaddleOCR models get N(0,1) noise here instead of text images: the detector is chaotic on noise, so its SQNR in this table says nothing;',
-      'their real quality (rendered text lines with known answers) is in the section "PaddleOCR on rendered text".',
+      'their real quality (rendered text lines with known answers) is in the section "PaddleOCR quality (issue 4)".',
     );
 
     lines.push('', '### Layers, fallbacks, fusion', '');
