@@ -17,6 +17,7 @@ import { createSession, ort, run, type Feeds } from '../ir/ort.js';
 import { mulberry32 } from '../ir/random.js';
 import { writeZooModel } from '../models/index.js';
 import { randomCalibration } from '../passes/quant/calib-data.js';
+import { vmHwm } from './zoo.js';
 
 export const COMPILE_HEADING = '## Compile (issue 4)';
 
@@ -41,15 +42,6 @@ const ORT_SPEEDUP = 1.5;
 const COMPILE_RATIO = 1.5;
 const RSS_RATIO = 3;
 
-function vmHwm(): number {
-  try {
-    const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    /* not Linux */
-  }
-  return process.resourceUsage().maxRSS * 1024;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Children

@@ -29,7 +29,8 @@ interface ChildReport {
   finite?: boolean;
 }
 
-function vmHwm(): number {
+/** Peak resident set size of this process in bytes (VmHWM on Linux). */
+export function vmHwm(): number {
   try {
     const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
     if (m) return Number(m[1]) * 1024;

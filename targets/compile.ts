@@ -27,16 +27,15 @@ import { canonicalize } from '../passes/canonicalize.js';
 import { PassManager } from '../passes/manager.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
 import { collectStatistics, computeRange, qparamsFor } from '../passes/quant/calibration.js';
-import { imageCalibration, inputBatching, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
+import { batchRows, imageCalibration, inputBatching, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
 import { correctBias, meanAxisFor } from '../passes/quant/bias-correction.js';
 import { insertQdq } from '../passes/quant/insert-qdq.js';
-import { quantizeWeights } from '../passes/quant/quantize-weights.js';
+import { granularityText, quantizeWeights } from '../passes/quant/quantize-weights.js';
 import type { ActivationPlan, Fallback, QParams, QuantConfig, QuantPlan, Range } from '../passes/quant/types.js';
 import { PRESET_SUMMARY, requiredOpset } from './config.js';
 import {
   buildLayerReports,
   dtypeText,
-  granularityText,
   RANDOM_CALIBRATION_WARNING,
   renderSummary,
   WEIGHTED_OPS,
@@ -160,12 +159,6 @@ export function sampleRange(data: CalibrationData, from: number, count: number, 
       }
     },
   };
-}
-
-/** Samples in a batch: dim 0 of the first batched input. */
-function batchRows(feeds: Feeds, unbatched: ReadonlySet<string>): number {
-  const t = Object.entries(feeds).find(([k, v]) => !unbatched.has(k) && v.dims.length > 0)?.[1];
-  return t ? Number(t.dims[0]) : 1;
 }
 
 function sliceFeeds(feeds: Feeds, lo: number, hi: number, unbatched: ReadonlySet<string>): Feeds {

@@ -123,18 +123,6 @@ export interface LayerInputs {
   readonly fusion?: { readonly layers: readonly { readonly node: string; readonly op: string; readonly quantized: boolean; readonly fusedWith: readonly string[]; readonly reason?: string }[] };
 }
 
-export function granularityText(g: { kind: string; axis?: number; size?: number }): string {
-  switch (g.kind) {
-    case 'per-tensor':
-      return 'per-tensor';
-    case 'per-channel':
-      return `per-channel(axis=${g.axis})`;
-    case 'blocked':
-      return `blocked(axis=${g.axis},size=${g.size})`;
-    default:
-      return g.kind;
-  }
-}
 
 const DTYPE_NAME: Record<string, string> = { i8: 'int8', u8: 'uint8', i4: 'int4', u4: 'uint4', i16: 'int16', u16: 'uint16', fp8e4m3: 'fp8' };
 export function dtypeText(d: string): string {

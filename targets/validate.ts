@@ -13,6 +13,7 @@ import { QccError } from '../ir/errors.js';
 import type { Model } from '../ir/ir.js';
 import { decodeF16 } from '../ir/numerics.js';
 import { createSession, run, type Feeds } from '../ir/ort.js';
+import { batchRows } from '../passes/quant/calib-data.js';
 
 /** What validation needs from a calibration data source (CalibrationData satisfies it). */
 export interface InputBatches {
@@ -211,11 +212,6 @@ export interface ReferenceOutputs {
   readonly samples: number;
 }
 
-/** Samples in a batch: dim 0 of the first input not in `unbatched` (inputs fed whole to every batch). */
-function rowsOf(feeds: Record<string, ortTypes.Tensor>, unbatched: ReadonlySet<string>): number {
-  const t = Object.entries(feeds).find(([k, v]) => !unbatched.has(k) && v.dims.length > 0)?.[1];
-  return t ? Number(t.dims[0]) : 1;
-}
 
 /** Runs the reference session on every batch of `inputs` and keeps the outputs `names`. */
 export async function referenceOutputs(
@@ -228,7 +224,7 @@ export async function referenceOutputs(
   const batches: ReferenceOutputs['batches'][number][] = [];
   let samples = 0;
   for await (const feeds of inputs.batches()) {
-    samples += rowsOf(feeds, unbatched);
+    samples += batchRows(feeds, unbatched);
     const out = await run(session, feeds, names);
     const b: Record<string, { data: ArrayLike<number>; kind: 'float' | 'exact'; dims: number[] }> = {};
     for (const n of names) b[n] = { ...numbersOf(out[n]!, n), dims: out[n]!.dims.map(Number) };
@@ -253,7 +249,7 @@ export async function compareOutputs(
   for await (const feeds of inputs.batches()) {
     const r = ref.batches[i++];
     if (!r) throw new QccError('E_PASS_FAILED', 'validation inputs changed between the FP32 and the quantized run');
-    samples += rowsOf(feeds, unbatched);
+    samples += batchRows(feeds, unbatched);
     const out = await run(session, feeds, ref.names);
     for (const n of ref.names) {
       const a = r[n]!;

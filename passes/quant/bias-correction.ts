@@ -79,19 +79,6 @@ function dequantizedWeight(v: Value | null | undefined): { values: Float64Array;
           : Array.from(z.typed() as ArrayLike<number>, Number);
   const raw = x.bytes();
   const data = dt === 'i8' ? new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength) : raw;
-  if ((dt === 'i8' || dt === 'u8') && (g.kind === 'per-tensor' || (g.kind === 'per-channel' && axis === 0))) {
-    // the common case without the general layout machinery: channel o is the o-th contiguous run
-    const n = data.length;
-    const values = new Float64Array(n);
-    const groups = g.kind === 'per-tensor' ? 1 : dims[0]!;
-    const per = n / groups;
-    for (let o = 0; o < groups; o++) {
-      const sc = scale[o]!;
-      const z = zp ? zp[o]! : 0;
-      for (let i = o * per, end = i + per; i < end; i++) values[i] = (data[i]! - z) * sc;
-    }
-    return { values, dims };
-  }
   return { values: dequantizeStored(data, dt, dims, g, scale, zp), dims };
 }
 

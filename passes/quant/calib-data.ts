@@ -138,6 +138,12 @@ export function inputBatching(model: Model): { readonly fixed: number | undefine
   return { fixed: b.fixed ? b.size : undefined, unbatched: b.unbatched };
 }
 
+/** Samples in a batch: dim 0 of the first input not in `unbatched` (inputs fed whole to every batch). */
+export function batchRows(feeds: Feeds, unbatched: ReadonlySet<string> = new Set()): number {
+  const t = Object.entries(feeds).find(([k, v]) => !unbatched.has(k) && v.dims.length > 0)?.[1];
+  return t ? Number(t.dims[0]) : 1;
+}
+
 function checkSamples(n: number | undefined, what: string): void {
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new QccError('E_USAGE', `${what} must be a positive integer, not ${n}`);
 }

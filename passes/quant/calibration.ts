@@ -45,7 +45,7 @@ import { decodeF16, decodeFloat8E4M3FN, FP8_MAX, isIntQuantDType, roundHalfEven,
 import { createSession, run, type Feeds, type OrtTensor } from '../../ir/ort.js';
 import { Rewriter } from '../../ir/rewriter.js';
 import { dce } from '../dce.js';
-import type { CalibrationData } from './calib-data.js';
+import { batchRows, inputBatching, type CalibrationData } from './calib-data.js';
 import { HIST_BINS, histQuantile, StreamingHistogram, usedBins } from './histogram.js';
 import type { ActivationPlan, QDType, QParams, Range, TensorQuant } from './types.js';
 
@@ -243,11 +243,6 @@ function tensorFloatData(t: Tensor): Float32Array | Float64Array {
   }
 }
 
-function samplesIn(feeds: Feeds): number {
-  for (const t of Object.values(feeds)) return t.dims.length > 0 ? Number(t.dims[0]) : 1;
-  return 1;
-}
-
 /** Output names of the calibration model for one computed tensor. */
 interface Probe {
   readonly tensor: string;
@@ -293,6 +288,7 @@ export async function collectStatistics(
   } = {},
 ): Promise<Map<string, TensorStats>> {
   const limit = o.histogramElements ?? HIST_ELEMENTS;
+  const { unbatched } = inputBatching(model);
   if (!(limit >= 1)) throw new QccError('E_USAGE', `histogram elements per sample must be >= 1, not ${limit}`);
   const wantsHist = new Map<string, boolean>();
   for (const p of requests) {
@@ -340,7 +336,7 @@ export async function collectStatistics(
     let index = 0;
     const total = data.samples;
     for await (const feeds of data.batches()) {
-      const n = samplesIn(feeds);
+      const n = batchRows(feeds, unbatched);
       if (!o.exclude?.(feeds, index)) {
         for (const name of fromFeeds) {
           const t = feeds[name];

@@ -548,6 +548,19 @@ export function dequantizeStored(
   scale: ArrayLike<number>,
   zeroPoint?: ArrayLike<number>,
 ): Float64Array {
+  if ((dtype === 'i8' || dtype === 'u8') && (granularity.kind === 'per-tensor' || (granularity.kind === 'per-channel' && granularity.axis === 0))) {
+    // the common case without the group-id table: group o is the o-th contiguous run
+    const n = data.length;
+    const out = new Float64Array(n);
+    const groups = granularity.kind === 'per-tensor' ? 1 : dims[0]!;
+    const per = n / groups;
+    for (let o = 0; o < groups; o++) {
+      const s = scale[o]!;
+      const z = zeroPoint ? zeroPoint[o]! : 0;
+      for (let i = o * per, end = i + per; i < end; i++) out[i] = (data[i]! - z) * s;
+    }
+    return out;
+  }
   const layout = groupLayout(dims, granularity);
   const ids = groupIds(layout);
   const n = layout.size;

@@ -108,7 +108,8 @@ export function weightAxes(n: Node, input: number, rank: number): WeightAxes | s
   }
 }
 
-function granularityText(g: Granularity): string {
+/** `per-tensor`, `per-channel(axis=0)`, `blocked(axis=0,size=128)`: how reports write a granularity. */
+export function granularityText(g: Granularity): string {
   switch (g.kind) {
     case 'per-tensor':
       return 'per-tensor';

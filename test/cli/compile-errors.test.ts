@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseModel } from '../../ir/parse.js';
 import { saveModel } from '../../ir/onnx/writer.js';
 import { cleanup, qcc, tempDir, type QccRun } from './helpers.js';
+import { npy } from '../util/npy.js';
 
 after(cleanup);
 
@@ -28,16 +29,6 @@ graph main(%x: f32[N,C]) -> (%y: f32[N,2]) {
   %y = Relu(%m) @relu
 }`;
 
-/** A .npy file (format 1.0, little-endian float32, C order). */
-function npy(shape: readonly number[], data: Float32Array): Uint8Array {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const out = new Uint8Array(10 + header.length + data.byteLength);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
-  out.set(new TextEncoder().encode(header), 10);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
-  return out;
-}
 
 /** The run failed with `code`, exit status `exit`, a one-line `qcc: CODE: ...` error matching `re`, no stack, nothing on stdout. */
 function failed(r: QccRun, exit: number, code: string, re: RegExp): void {

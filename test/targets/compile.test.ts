@@ -18,18 +18,9 @@ import { compile, sampleRange, type CompileResult } from '../../targets/compile.
 import { presetConfig } from '../../targets/config.js';
 import { RANDOM_CALIBRATION_WARNING } from '../../targets/report.js';
 import { tinyCnn } from '../util/tiny-cnn.js';
+import { npy } from '../util/npy.js';
 
 
-/** A .npy file (format 1.0, little-endian float32, C order). */
-function npy(shape: readonly number[], data: Float32Array): Uint8Array {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const out = new Uint8Array(10 + header.length + data.byteLength);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
-  out.set(new TextEncoder().encode(header), 10);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
-  return out;
-}
 
 function weightedOps(m: Model): string[] {
   return [...m.graph.nodes()].filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType)).map((n) => n.name);
