@@ -13,6 +13,7 @@ import { canonicalizationPasses, canonicalize } from '../../passes/canonicalize.
 import { verifyInstrument } from '../../passes/manager.js';
 import { mulberry32 as prng } from '../../ir/random.js';
 import { graphText } from '../util/graph.js';
+import { outputs } from '../util/ort.js';
 
 /**
  * Canonicalized vs original model in ORT, normwise: ||a - b||_2 / ||a||_2 per output (the brief's 1e-5).
@@ -32,14 +33,6 @@ function histogram(m: Model): Record<string, number> {
   return h;
 }
 
-async function outputs(m: Model | Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const s = await createSession(m, { optimization: 'disabled' });
-  try {
-    return await run(s, feeds);
-  } finally {
-    await s.release();
-  }
-}
 
 /** { norm: ||a-b|| / ||a||, max: max|a-b| / max|a| } of `got` against `want`. */
 function errors(want: ort.Tensor, got: ort.Tensor): { norm: number; max: number } {

@@ -5,26 +5,19 @@ import { test } from 'node:test';
 import type { Graph, Model } from '../../ir/ir.js';
 import { decodeModel } from '../../ir/onnx/reader.js';
 import { encodeModel } from '../../ir/onnx/writer.js';
-import { createSession, ort, run } from '../../ir/ort.js';
+import { ort } from '../../ir/ort.js';
 import { verify } from '../../ir/verify.js';
 import { constantToInitializer } from '../../passes/constant-to-initializer.js';
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { ATTR, modelBytes, node, ONNX, utf8, vi } from '../util/onnx-msg.js';
 import { graphText } from '../util/graph.js';
+import { outputs } from '../util/ort.js';
 
 
 async function convert(m: Model): Promise<PipelineResult> {
   return new PassManager([constantToInitializer]).run(m, { instruments: [verifyInstrument()] });
 }
 
-async function outputs(m: Model | Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const s = await createSession(m, { optimization: 'disabled' });
-  try {
-    return await run(s, feeds);
-  } finally {
-    await s.release();
-  }
-}
 
 const constNode = (out: string, attrName: string, type: number, value: Record<string, unknown>): ReturnType<typeof node> =>
   node('Constant', [], [out], { name: `make_${out}`, attribute: [{ name: attrName, type, ...value }] });

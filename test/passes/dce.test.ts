@@ -6,25 +6,18 @@ import { GraphBuilder } from '../../ir/builder.js';
 import type { Graph, Model } from '../../ir/ir.js';
 import { decodeModel } from '../../ir/onnx/reader.js';
 import { encodeModel } from '../../ir/onnx/writer.js';
-import { createSession, ort, run } from '../../ir/ort.js';
+import { ort } from '../../ir/ort.js';
 import { dce } from '../../passes/dce.js';
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { modelBytes, node, ONNX, vi } from '../util/onnx-msg.js';
 import { graphText } from '../util/graph.js';
+import { outputs } from '../util/ort.js';
 
 
 async function runDce(m: Model): Promise<PipelineResult> {
   return new PassManager([dce]).run(m, { instruments: [verifyInstrument()] });
 }
 
-async function outputs(m: Model | Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const s = await createSession(m, { optimization: 'disabled' });
-  try {
-    return await run(s, feeds);
-  } finally {
-    await s.release();
-  }
-}
 
 /** A branch graph for If that reads outer value `outer` (dead work inside when `dead` is set). */
 function branch(name: string, outer: ReturnType<GraphBuilder['input']>, dead: boolean): Graph {

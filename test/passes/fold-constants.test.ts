@@ -6,27 +6,20 @@ import { GraphBuilder } from '../../ir/builder.js';
 import { tensorFromTyped, tensorType, type Graph, type Model } from '../../ir/ir.js';
 import { decodeModel } from '../../ir/onnx/reader.js';
 import { encodeModel } from '../../ir/onnx/writer.js';
-import { createSession, ort, run } from '../../ir/ort.js';
+import { ort } from '../../ir/ort.js';
 import { verify } from '../../ir/verify.js';
 import { DEFAULT_MAX_BYTES, foldConstants } from '../../passes/fold-constants.js';
 import { PassManager, verifyInstrument, type PipelineResult } from '../../passes/manager.js';
 import { diagnosticSink } from '../../passes/pass.js';
 import { modelBytes, node, ONNX, vi } from '../util/onnx-msg.js';
 import { graphText } from '../util/graph.js';
+import { outputs } from '../util/ort.js';
 
 
 async function fold(m: Model, options: Record<string, number> = {}): Promise<PipelineResult> {
   return new PassManager([foldConstants]).run(m, { options: { 'fold-constants': options }, instruments: [verifyInstrument()] });
 }
 
-async function outputs(m: Model | Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const s = await createSession(m, { optimization: 'disabled' });
-  try {
-    return await run(s, feeds);
-  } finally {
-    await s.release();
-  }
-}
 
 function sameOutputs(a: Record<string, ort.Tensor>, b: Record<string, ort.Tensor>): void {
   assert.deepEqual(Object.keys(a), Object.keys(b));
