@@ -127,14 +127,18 @@ export const foldBatchNormIntoProducer = defineRule<BnBindings>({
   rewrite(b, rw) {
     const { producer, s, t } = b;
     const W = b.weight.initializer!;
-    const w = f64Of(W);
+    // read in place (float32 or float64): each product is formed in float64 and rounded once to float32
+    const w = bytesToTyped(W.dtype, W.bytes()) as Float32Array | Float64Array;
     const out = new Float32Array(w.length);
     const dims = W.dims;
     const channels = s.length;
     let newBias: Tensor;
     if (b.kind === 'Conv') {
       const per = w.length / dims[0]!;
-      for (let i = 0; i < w.length; i++) out[i] = w[i]! * s[Math.floor(i / per)]!;
+      for (let c = 0, i = 0; c < channels; c++) {
+        const sc = s[c]!;
+        for (const end = i + per; i < end; i++) out[i] = w[i]! * sc;
+      }
       newBias = channelBias(b.bias?.initializer, s, t);
     } else if (b.kind === 'ConvTranspose') {
       const g = producer.attrInt('group', 1);

@@ -109,6 +109,7 @@ export function correctBias(q: Model, fp: Model, means: ReadonlyMap<string, Floa
     const wf = w.typed() as Float32Array | Float64Array;
     if (wf.length !== wq.values.length) throw new QccError('E_PASS_FAILED', `bias correction: '${n.name}' has ${wq.values.length} quantized weights but ${wf.length} float ones`, { node: n.name });
     const dims = wq.dims;
+    const qv = wq.values;
     let shift: Float64Array;
     let biasTarget: { node: Node; input: number; scale: number } | undefined;
     if (n.op === 'Conv') {
@@ -125,7 +126,7 @@ export function correctBias(q: Model, fp: Model, means: ReadonlyMap<string, Floa
           const m = mu[base + c]!;
           const off = (o * cg + c) * k;
           let d = 0;
-          for (let j = 0; j < k; j++) d += wq.values[off + j]! - wf[off + j]!;
+          for (let j = off; j < off + k; j++) d += qv[j]! - wf[j]!;
           s += d * m;
         }
         shift[o] = s;
@@ -142,7 +143,7 @@ export function correctBias(q: Model, fp: Model, means: ReadonlyMap<string, Floa
         if (m === 0) continue;
         for (let o = 0; o < N; o++) {
           const i = transB ? o * K + kk : kk * N + o;
-          shift[o]! += (wq.values[i]! - wf[i]!) * m;
+          shift[o]! += (qv[i]! - wf[i]!) * m;
         }
       }
       if (n.op === 'Gemm') {

@@ -255,11 +255,18 @@ function fillSample(out: Float64Array, offset: number, count: number, dist: Dist
   switch (dist.kind) {
     case 'normal':
       for (let k = 0; k < count; k += 2) {
-        // Box-Muller: two normals from two uniforms (1 - u avoids log(0))
-        const r = Math.sqrt(-2 * Math.log(1 - rng()));
-        const t = 2 * Math.PI * rng();
-        out[offset + k] = r * Math.cos(t);
-        if (k + 1 < count) out[offset + k + 1] = r * Math.sin(t);
+        // Marsaglia's polar method: two normals from a uniform point in the unit disc (no trigonometry)
+        let u: number;
+        let v: number;
+        let s: number;
+        do {
+          u = 2 * rng() - 1;
+          v = 2 * rng() - 1;
+          s = u * u + v * v;
+        } while (s >= 1 || s === 0);
+        const f = Math.sqrt((-2 * Math.log(s)) / s);
+        out[offset + k] = u * f;
+        if (k + 1 < count) out[offset + k + 1] = v * f;
       }
       return;
     case 'uniform':
