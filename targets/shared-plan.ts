@@ -212,85 +212,6 @@ export function constScalar(v: Value | null | undefined): number | undefined {
   return c && c.length === 1 ? c[0] : undefined;
 }
 
-/** An interval [min, max]; a missing bound is unbounded. */
-type Interval = { min?: number; max?: number };
-
-/**
- * The values of `v` that its consumer `n` (reading it as input `index`) can tell apart: outside this interval the
- * consumer's result does not change when `v` is moved to the interval's nearest end, so a quantization range clamped
- * to it loses nothing there (the Relu rule, extended to what follows a tensor). Undefined: no such bound.
- *   Relu [0, inf); Clip [lo, hi]; HardSigmoid(a, b), a > 0: [-b/a, (1-b)/a]; HardSwish [-3, inf);
- *   Add(v, c) -> Clip(lo, hi), c a constant scalar: [lo - c, hi - c];
- *   Mul(v, gate(v)) with gate = HardSigmoid(v) or Clip(Add(v, c), 0, hi) (hard-swish as opset-11 exporters write it,
- *   x * Clip(x + 3, 0, 6) / 6): the gate is exactly 0 below its threshold, so [threshold, inf).
- */
-function sensitiveInterval(n: Node, index: number, v: Value): Interval | undefined {
-  const op = opOfNode(n);
-  switch (op) {
-    case 'Relu':
-    case 'Clip':
-      return index === 0 ? clampOf(n) : undefined;
-    case 'HardSwish':
-      return { min: -3 };
-    case 'HardSigmoid':
-      return hardSigmoidInterval(n);
-    case 'Add': {
-      const c = constScalar(n.inputs[1 - index]);
-      const clip = soleConsumer(n.outputs[0]);
-      const b = c !== undefined && clip && opOfNode(clip) === 'Clip' && clip.inputs[0] === n.outputs[0] ? clampOf(clip) : undefined;
-      if (c === undefined || !b || !Number.isFinite(c)) return undefined;
-      return { ...(b.min !== undefined ? { min: b.min - c } : {}), ...(b.max !== undefined ? { max: b.max - c } : {}) };
-    }
-    case 'Mul': {
-      const gate = n.inputs[1 - index]?.producer;
-      if (!gate || n.inputs[0] === n.inputs[1]) return undefined;
-      const zeroBelow = gateZeroBelow(gate, v);
-      return zeroBelow === undefined ? undefined : { min: zeroBelow };
-    }
-    default:
-      return undefined;
-  }
-}
-
-function hardSigmoidInterval(n: Node): Interval | undefined {
-  const a = n.attrFloat('alpha', 0.2);
-  const b = n.attrFloat('beta', 0.5);
-  return a > 0 ? { min: -b / a, max: (1 - b) / a } : undefined;
-}
-
-/** The x below which gate(v) is exactly 0, for gate = HardSigmoid(v) or Clip(Add(v, c), 0, hi); else undefined. */
-function gateZeroBelow(gate: Node, v: Value): number | undefined {
-  const op = opOfNode(gate);
-  if (op === 'HardSigmoid' && gate.inputs[0] === v) return hardSigmoidInterval(gate)?.min;
-  if (op !== 'Clip') return undefined;
-  const add = gate.inputs[0]?.producer;
-  const b = clampOf(gate);
-  if (!add || opOfNode(add) !== 'Add' || b?.min !== 0) return undefined;
-  const i = add.inputs.indexOf(v);
-  const c = i < 0 || i > 1 ? undefined : constScalar(add.inputs[1 - i]);
-  return c !== undefined && Number.isFinite(c) ? -c : undefined;
-}
-
-/**
- * Hull of what every consumer of the `values` can tell apart (see sensitiveInterval); undefined when some consumer
- * has no bound (or a value is a graph output).
- */
-export function consumersInterval(values: readonly Value[]): Interval | undefined {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) {
-    if (v.isGraphOutput || v.uses.length === 0) return undefined;
-    for (const u of v.uses) {
-      const s = sensitiveInterval(u.node, u.index, v);
-      if (!s) return undefined;
-      lo = Math.min(lo, s.min ?? -Infinity);
-      hi = Math.max(hi, s.max ?? Infinity);
-    }
-  }
-  if (lo === -Infinity && hi === Infinity) return undefined;
-  return { ...(lo > -Infinity ? { min: lo } : {}), ...(hi < Infinity ? { max: hi } : {}) };
-}
-
 /** The [min, max] of a Relu or a Clip with constant bounds (undefined for other nodes or computed bounds). */
 export function clampOf(n: Node | null | undefined): { min?: number; max?: number } | undefined {
   if (!n) return undefined;
@@ -577,23 +498,6 @@ export function planQuantization(model: Model, config: QuantConfig, spec: Placem
         mid.sameAs = root;
       }
     }
-  }
-
-  // consumer clamps: a range cut to what every reader of the dequantized tensor can tell apart (and of every tensor
-  // sharing its parameters) loses nothing; intersected with the producer's clamp
-  const members = new Map<string, Value[]>();
-  for (const e of acts.values()) {
-    const root = e.sameAs ?? e.value.name;
-    members.set(root, [...(members.get(root) ?? []), e.value]);
-  }
-  for (const e of acts.values()) {
-    if (e.sameAs !== undefined && e.sameAs !== e.value.name) continue;
-    const c = consumersInterval(members.get(e.value.name) ?? [e.value]);
-    if (!c) continue;
-    const min = Math.max(e.clamp?.min ?? -Infinity, c.min ?? -Infinity);
-    const max = Math.min(e.clamp?.max ?? Infinity, c.max ?? Infinity);
-    if (!(min <= max)) continue;
-    e.clamp = { ...(min > -Infinity ? { min } : {}), ...(max < Infinity ? { max } : {}) };
   }
 
   // assemble

@@ -740,28 +740,34 @@ function mseOfThreshold(h: Float64Array, n: number, i: number, grid: Grid): numb
 }
 
 /**
- * Coarse-to-fine argmin of f over the integers [lo, hi]: 64 evenly spaced candidates, then around the best one at a
- * stride 8 times finer, until the stride is 1 (about 64 + 16 per level evaluations instead of hi - lo + 1).
+ * Coarse-to-fine argmin of f over the integers [lo, hi]: 256 evenly spaced candidates, then every integer around the
+ * best. (A 64-point start refined 8x per level costs a third of the evaluations, 0.2 s on ResNet-50, but lands on
+ * other minima: measured on the PaddleOCR recognizer, exact match moved -0.4 points on ort and +0.6 on tensorrt.)
  */
 function searchMin(lo: number, hi: number, f: (i: number) => number): number {
-  let stride = Math.max(1, Math.floor((hi - lo) / 64));
+  const span = hi - lo;
+  const stride = Math.max(1, Math.floor(span / 256));
   let best = hi;
   let bestV = f(hi);
-  let a = lo;
-  let b = hi;
-  for (;;) {
-    for (let i = a; i <= b; i += stride) {
+  for (let i = lo; i < hi; i += stride) {
+    const v = f(i);
+    if (v < bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  if (stride > 1) {
+    const a = Math.max(lo, best - stride + 1);
+    const b = Math.min(hi, best + stride - 1);
+    for (let i = a; i <= b; i++) {
       const v = f(i);
       if (v < bestV) {
         bestV = v;
         best = i;
       }
     }
-    if (stride === 1) return best;
-    a = Math.max(lo, best - stride + 1);
-    b = Math.min(hi, best + stride - 1);
-    stride = Math.max(1, stride >> 3);
   }
+  return best;
 }
 
 /** The number of bins below the MSE-optimal threshold of a magnitude histogram. */
