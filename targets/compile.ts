@@ -400,6 +400,7 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   const ranges = new Map<string, Range>();
   const params = new Map<string, QParams>();
   const means = new Map<string, Float64Array>();
+  const shapes = new Map<string, readonly number[]>();
   if (plan.activations.length) {
     // a tensor planned `sameAs` another shares that one's parameters (ORT drops DQ -> Reshape -> Q only when they
     // are identical): it needs no statistics of its own
@@ -426,8 +427,9 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
         ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
       }));
     for (const [t] of channelMeans) {
-      const cm = stats.get(t)?.channelMean;
-      if (cm) means.set(t, cm);
+      const st = stats.get(t);
+      if (st?.channelMean) means.set(t, st.channelMean);
+      if (st?.observedShape) shapes.set(t, st.observedShape);
     }
     for (const a of own) {
       const st = stats.get(a.tensor);
@@ -450,7 +452,7 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   const q = cloneModel(fp);
   const weightReports = await timer.time('quantize-weights', () => quantizeWeights(q, plan.weights));
   if (means.size > 0) {
-    const bc = await timer.time('bias-correction', () => correctBias(q, fp, means));
+    const bc = await timer.time('bias-correction', () => correctBias(q, fp, means, shapes));
     if (bc.length) {
       const ratio = bc.map((b) => (b.biasRms > 0 ? b.shiftRms / b.biasRms : 0));
       const median = [...ratio].sort((x, y) => x - y)[Math.floor(ratio.length / 2)]!;

@@ -70,6 +70,8 @@ export interface TensorStats {
    * weighted by their sample counts.
    */
   readonly channelMean?: Float64Array;
+  /** With channelMean: the tensor's shape in the last calibration batch (what bias correction's padding math needs). */
+  readonly observedShape?: readonly number[];
 }
 
 /** Accumulates per-channel means batch by batch (weights: samples per batch). */
@@ -256,6 +258,8 @@ interface Probe {
   readonly data?: string;
   /** Its per-channel means (ReduceMean over every other axis). */
   readonly mean?: string;
+  /** Its shape (with mean). */
+  readonly shape?: string;
 }
 
 /**
@@ -313,7 +317,7 @@ export async function collectStatistics(
     else computed.push({ name, hist, collector: c });
   }
 
-  const means = new Map<string, { axis: number; rank: number; acc: ChannelMeans }>();
+  const means = new Map<string, { axis: number; rank: number; acc: ChannelMeans; shape?: number[] }>();
   for (const [name, axis] of o.channelMeans ?? []) {
     if (!collectors.has(name)) throw new QccError('E_USAGE', `channel means of '${name}' asked for, but it is not calibrated`, { tensor: name });
     const v = g.findValue(name)!;
@@ -329,7 +333,7 @@ export async function collectStatistics(
   if (computed.length > 0) {
     const built = probeModel(model, computed, limit, means);
     probes = built.probes;
-    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : [])]);
+    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
     session = await createSession(built.model, { optimization: 'all' });
   }
   try {
@@ -344,7 +348,10 @@ export async function collectStatistics(
           if (!t) throw new QccError('E_USAGE', `calibration data has no input '${name}'`, { tensor: name });
           collectors.get(name)!.add(floatData(name, t));
           const cm = means.get(name);
-          if (cm) cm.acc.add(meanAlong(floatData(name, t), t.dims.map(Number), cm.axis), n, name);
+          if (cm) {
+            cm.acc.add(meanAlong(floatData(name, t), t.dims.map(Number), cm.axis), n, name);
+            cm.shape = t.dims.map(Number);
+          }
         }
         if (session) {
           const out = await run(session, feeds, fetch);
@@ -368,6 +375,8 @@ export async function collectStatistics(
               // ReduceMean gives [C]; GlobalAveragePool [N, C, 1, ...]: the mean of its N rows
               const md = floatData(p.tensor, t);
               means.get(p.tensor)!.acc.add(t.dims.length > 1 ? meanAlong(md, t.dims.map(Number), 1) : md, n, p.tensor);
+              const sh = p.shape ? out[p.shape] : undefined;
+              if (sh) means.get(p.tensor)!.shape = Array.from(sh.data as BigInt64Array, Number);
             }
           }
         }
@@ -379,9 +388,11 @@ export async function collectStatistics(
   } finally {
     await session?.release();
   }
-  for (const [name, { acc }] of means) {
+  for (const [name, { acc, shape }] of means) {
     const value = acc.value;
-    if (value) (collectors.get(name) as { channelMean?: Float64Array }).channelMean = value;
+    const c = collectors.get(name) as { channelMean?: Float64Array; observedShape?: readonly number[] };
+    if (value) c.channelMean = value;
+    if (shape) c.observedShape = shape;
   }
   return collectors as Map<string, TensorStats>;
 }
@@ -442,6 +453,7 @@ function probeModel(
     const min = add('ReduceMin', keep0);
     const max = add('ReduceMax', keep0);
     let mean: string | undefined;
+    let shape: string | undefined;
     const cm = means.get(t.name);
     if (cm) {
       const rank = cm.rank; // from the input model: the copy may have dropped types onnxruntime would refuse
@@ -462,6 +474,10 @@ function probeModel(
       rw.append(g, rm);
       outs.push(rm.outputs[0]!);
       mean = rm.outputs[0]!.name;
+      const sh = rw.createNode('Shape', [r], { name: rw.freshName('qcc_calib_Shape') });
+      rw.append(g, sh);
+      outs.push(sh.outputs[0]!);
+      shape = sh.outputs[0]!.name;
     }
     if (t.hist) {
       const stride = subsampleStride(v, limit);
@@ -477,9 +493,9 @@ function probeModel(
         d = sl.outputs[0]!;
       }
       outs.push(d);
-      probes.push({ tensor: t.name, collector: t.collector, min, max, data: d.name, ...(mean ? { mean } : {}) });
+      probes.push({ tensor: t.name, collector: t.collector, min, max, data: d.name, ...(mean ? { mean } : {}), ...(shape ? { shape } : {}) });
     } else {
-      probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size'), ...(mean ? { mean } : {}) });
+      probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size'), ...(mean ? { mean } : {}), ...(shape ? { shape } : {}) });
     }
   }
   rw.setGraphOutputs(g, [...new Set(outs)]);

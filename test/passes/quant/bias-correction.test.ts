@@ -8,7 +8,7 @@ import { attr, type Model } from '../../../ir/ir.js';
 import { createSession, ort, run } from '../../../ir/ort.js';
 import { mulberry32 } from '../../../ir/random.js';
 import { verify } from '../../../ir/verify.js';
-import { correctBias, meanAxisFor } from '../../../passes/quant/bias-correction.js';
+import { correctBias, meanAxisFor, tapCoverage } from '../../../passes/quant/bias-correction.js';
 import { quantizeWeights } from '../../../passes/quant/quantize-weights.js';
 import type { TensorQuant, WeightPlan } from '../../../passes/quant/types.js';
 
@@ -56,7 +56,82 @@ async function check(fp: Model, plans: WeightPlan[], mu: number[], xDims: number
   return { corrected: maxAbsDiff(yf, yq), uncorrected: maxAbsDiff(yf, y0), reports: reports.length };
 }
 
+function mean(a: Float32Array): number {
+  let s = 0;
+  for (const v of a) s += v;
+  return s / a.length;
+}
+
+describe('tapCoverage (the fraction of output positions where a kernel tap reads input, not padding)', () => {
+  // reference: onnxruntime's Conv of an all-ones input with a one-hot kernel at tap k; its output mean is f_k
+  const cases: { name: string; L: number[]; K: number[]; attrs: Record<string, ReturnType<typeof attr.ints> | ReturnType<typeof attr.string>> }[] = [
+    { name: '3x3 pads 1 on 3x5', L: [3, 5], K: [3, 3], attrs: { pads: attr.ints([1, 1, 1, 1]) } },
+    { name: '3x3 stride 2 pads 1 on 7x6', L: [7, 6], K: [3, 3], attrs: { pads: attr.ints([1, 1, 1, 1]), strides: attr.ints([2, 2]) } },
+    { name: '3x3 dilation 2 asymmetric pads on 6x6', L: [6, 6], K: [3, 3], attrs: { pads: attr.ints([2, 0, 1, 2]), dilations: attr.ints([2, 2]) } },
+    { name: '5-tap 1-D SAME_UPPER stride 2 on 8', L: [8], K: [5], attrs: { auto_pad: attr.string('SAME_UPPER'), strides: attr.ints([2]) } },
+    { name: '4-tap 1-D SAME_LOWER on 5', L: [5], K: [4], attrs: { auto_pad: attr.string('SAME_LOWER') } },
+    { name: '3x3 VALID on 4x4 (no padding: all 1)', L: [4, 4], K: [3, 3], attrs: { auto_pad: attr.string('VALID') } },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const taps = c.K.reduce((a, b) => a * b, 1);
+      const dims = [1, 1, ...c.L];
+      const b = new GraphBuilder('g', { opset: 13 });
+      const x = b.input('x', 'f32', dims);
+      const outs = [];
+      for (let k = 0; k < taps; k++) {
+        const w = b.f32(`w${k}`, [1, 1, ...c.K], Array.from({ length: taps }, (_, j) => (j === k ? 1 : 0)));
+        outs.push(b.op('Conv', [x, w], { name: `conv${k}`, attrs: { kernel_shape: attr.ints(c.K), ...c.attrs } }));
+      }
+      b.output(...outs);
+      const m = b.build();
+      const s = await createSession(m, { optimization: 'disabled' });
+      let got: Record<string, ort.Tensor>;
+      try {
+        got = await run(s, { x: new ort.Tensor('float32', new Float32Array(dims.reduce((a, v) => a * v, 1)).fill(1), dims) });
+      } finally {
+        await s.release();
+      }
+      const f = tapCoverage(m.graph.findNode('conv0')!, c.K, dims);
+      assert.equal(f.length, taps);
+      for (let k = 0; k < taps; k++) {
+        const ref = mean(got[outs[k]!.name]!.data as Float32Array);
+        assert.ok(Math.abs(f[k]! - ref) < 1e-6, `tap ${k}: ${f[k]} vs onnxruntime ${ref}`);
+      }
+      // a symbolic spatial dim counts as unpadded
+      assert.ok(tapCoverage(m.graph.findNode('conv0')!, c.K, undefined).every((v) => v === 1));
+    });
+  }
+});
+
 describe('correctBias', () => {
+  test('padded 3x3 Conv on a 3x4 map: the mean over output positions is exact on constant-per-channel inputs', async () => {
+    const b = new GraphBuilder('g', { opset: 13 });
+    const x = b.input('x', 'f32', [1, 16, 3, 4]);
+    const w = b.f32('w', [8, 16, 3, 3], randn(8 * 16 * 9));
+    const bias = b.f32('b', [8], randn(8));
+    b.output(b.op('Conv', [x, w, bias], { name: 'conv', attrs: { kernel_shape: attr.ints([3, 3]), pads: attr.ints([1, 1, 1, 1]) } }));
+    const fp = b.build();
+    const mu = randn(16).map((v) => Math.abs(v) + 0.5);
+    const q0 = cloneModel(fp);
+    quantizeWeights(q0, [{ node: 'conv', input: 1, quant: I8_CH(0) }]);
+    const corrected = cloneModel(q0);
+    correctBias(corrected, fp, new Map([['x', Float64Array.from(mu)]]), new Map([['x', [1, 16, 3, 4]]]));
+    const paddingAsMean = cloneModel(q0);
+    correctBias(paddingAsMean, fp, new Map([['x', Float64Array.from(mu)]]), new Map([['x', [1, 16, Number.NaN, Number.NaN]]]));
+    const x0 = Float32Array.from({ length: 16 * 12 }, (_, k) => mu[Math.floor(k / 12)]!);
+    const dims = [1, 16, 3, 4];
+    const channelMeans = (y: Float32Array) => Array.from({ length: 8 }, (_, o) => mean(y.subarray(o * 12, (o + 1) * 12)));
+    const yf = channelMeans(await outputs(fp, x0, dims));
+    const err = async (m: Model) => Math.max(...channelMeans(await outputs(m, x0, dims)).map((v, o) => Math.abs(v - yf[o]!)));
+    const exact = await err(corrected);
+    const asMean = await err(paddingAsMean);
+    const none = await err(q0);
+    assert.ok(exact < 1e-4, `padding-aware: ${exact}`);
+    assert.ok(asMean > 20 * exact && none > 20 * exact, `padding as mean ${asMean}, uncorrected ${none}, padding-aware ${exact}`);
+  });
+
+
   test('Conv 3x3 without padding: exact on constant-per-channel inputs; the bias initializer is replaced, not mutated', async () => {
     const b = new GraphBuilder('g', { opset: 13 });
     const x = b.input('x', 'f32', [1, 16, 5, 5]);
