@@ -322,13 +322,6 @@ async function ablate(model: Model, id: ModelId, target: Target, ev: Evaluator, 
   }
   // every planned tensor gets statistics (a `sameAs` one only for its channel mean; it shares the other's parameters)
   const stats = await collectStatistics(fp, plan.activations.map((a) => (a.sameAs === undefined ? a : { ...a, calibrator: 'minmax' as const })), itemsAsCalibration(calib, inputName(fp), 'rendered'), { channelMeans });
-  const means = new Map<string, Float64Array>();
-  const shapes = new Map<string, readonly number[]>();
-  for (const [t] of channelMeans) {
-    const st = stats.get(t);
-    if (st?.channelMean) means.set(t, st.channelMean);
-    if (st?.observedShape) shapes.set(t, st.observedShape);
-  }
   const pos = new Map<string, number>();
   const prod = new Map<string, string>();
   let k = 0;
@@ -367,7 +360,7 @@ async function ablate(model: Model, id: ModelId, target: Target, ev: Evaluator, 
     const q = cloneModel(fp);
     if (ab.weights ?? true) {
       quantizeWeights(q, plan.weights);
-      if (ab.biasCorrection ?? true) correctBias(q, fp, means, shapes);
+      if (ab.biasCorrection ?? true) correctBias(q, fp, stats);
     }
     insertQdq(q, acts, params);
     const s = await createSession(q, { optimization: ab.level ?? 'all' });

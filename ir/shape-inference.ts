@@ -327,6 +327,36 @@ function windowDim(w: Window, i: number, inp: Dim, ceilMode: boolean): Dim {
   return o;
 }
 
+/** One spatial dim of a sliding window (Conv, pools) over an input of known size: what ONNX applies there. */
+export interface WindowGeometry {
+  readonly stride: number;
+  readonly dilation: number;
+  /** Padding actually applied before and after the input (auto_pad resolved: SAME_UPPER puts the odd one at the end). */
+  readonly padBegin: number;
+  readonly padEnd: number;
+  /** Output size (floor mode). */
+  readonly out: number;
+}
+
+/** The geometry of `n`'s window (`kernel`: its spatial kernel dims) per spatial input size (undefined where unknown). */
+export function windowGeometry(n: Node, kernel: number[], inp: readonly unknown[]): (WindowGeometry | undefined)[] {
+  const w = window(n, kernel.length, kernel)!;
+  return inp.map((L, i) => {
+    if (typeof L !== 'number' || !(L > 0)) return undefined;
+    const stride = w.strides[i] ?? 1;
+    const dilation = w.dilations[i] ?? 1;
+    const out = windowDim(w, i, L, false) as number;
+    let padBegin = w.autoPad === 'VALID' ? 0 : (w.pads[i] ?? 0);
+    let padEnd = w.autoPad === 'VALID' ? 0 : (w.pads[i + kernel.length] ?? 0);
+    if (w.autoPad === 'SAME_UPPER' || w.autoPad === 'SAME_LOWER') {
+      const total = Math.max(0, (out - 1) * stride + ((w.kernel[i] ?? 1) - 1) * dilation + 1 - L);
+      padBegin = w.autoPad === 'SAME_UPPER' ? Math.floor(total / 2) : Math.ceil(total / 2);
+      padEnd = total - padBegin;
+    }
+    return { stride, dilation, padBegin, padEnd, out };
+  });
+}
+
 function convShape(n: Node, x: Shape | undefined, w: Shape | undefined): Shape | undefined {
   if (x === undefined) return undefined;
   if (x.length < 3) fail(n, `input rank ${x.length} < 3`);

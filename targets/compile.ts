@@ -26,7 +26,7 @@ import { assertValid } from '../ir/verify.js';
 import { canonicalize } from '../passes/canonicalize.js';
 import { PassManager } from '../passes/manager.js';
 import { upgradeOpset } from '../passes/upgrade-opset.js';
-import { collectStatistics, computeRange, qparamsFor } from '../passes/quant/calibration.js';
+import { collectStatistics, computeRange, qparamsFor, type TensorStats } from '../passes/quant/calibration.js';
 import { batchRows, imageCalibration, inputBatching, npyCalibration, randomCalibration, type CalibrationData, type Preprocess } from '../passes/quant/calib-data.js';
 import { correctBias, meanAxisFor } from '../passes/quant/bias-correction.js';
 import { insertQdq } from '../passes/quant/insert-qdq.js';
@@ -399,8 +399,8 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   // 3. calibration: ranges and quantization parameters of every planned activation
   const ranges = new Map<string, Range>();
   const params = new Map<string, QParams>();
-  const means = new Map<string, Float64Array>();
-  const shapes = new Map<string, readonly number[]>();
+  // the statistics bias correction reads (the layers' activation inputs), when it is on
+  let biasInputs: ReadonlyMap<string, TensorStats> | undefined;
   if (plan.activations.length) {
     // a tensor planned `sameAs` another shares that one's parameters (ORT drops DQ -> Reshape -> Q only when they
     // are identical): it needs no statistics of its own
@@ -426,11 +426,7 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
         onProgress: (d, t) => progress('calibrate', d, t),
         ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
       }));
-    for (const [t] of channelMeans) {
-      const st = stats.get(t);
-      if (st?.channelMean) means.set(t, st.channelMean);
-      if (st?.observedShape) shapes.set(t, st.observedShape);
-    }
+    if (channelMeans.size > 0) biasInputs = stats;
     for (const a of own) {
       const st = stats.get(a.tensor);
       if (!st) throw new QccError('E_PASS_FAILED', `calibration produced no statistics for tensor '${a.tensor}'`, { tensor: a.tensor });
@@ -451,8 +447,9 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
   // 4. quantize: weights, then Q/DQ on activations, then verify
   const q = cloneModel(fp);
   const weightReports = await timer.time('quantize-weights', () => quantizeWeights(q, plan.weights));
-  if (means.size > 0) {
-    const bc = await timer.time('bias-correction', () => correctBias(q, fp, means, shapes));
+  if (biasInputs) {
+    const inputs = biasInputs;
+    const bc = await timer.time('bias-correction', () => correctBias(q, fp, inputs));
     if (bc.length) {
       const ratio = bc.map((b) => (b.biasRms > 0 ? b.shiftRms / b.biasRms : 0));
       const median = [...ratio].sort((x, y) => x - y)[Math.floor(ratio.length / 2)]!;

@@ -256,7 +256,7 @@ interface Probe {
   readonly size?: string;
   /** The tensor itself (histogram tensors). */
   readonly data?: string;
-  /** Its per-channel means (ReduceMean over every other axis). */
+  /** Its per-channel means (GlobalAveragePool for channel axis 1 of an image tensor, else ReduceMean over the other axes). */
   readonly mean?: string;
   /** Its shape (with mean). */
   readonly shape?: string;
@@ -349,8 +349,8 @@ export async function collectStatistics(
           collectors.get(name)!.add(floatData(name, t));
           const cm = means.get(name);
           if (cm) {
-            cm.acc.add(meanAlong(floatData(name, t), t.dims.map(Number), cm.axis), n, name);
             cm.shape = t.dims.map(Number);
+            cm.acc.add(meanAlong(floatData(name, t), cm.shape, cm.axis), n, name);
           }
         }
         if (session) {

@@ -43,7 +43,7 @@ async function check(fp: Model, plans: WeightPlan[], mu: number[], xDims: number
   const q0 = cloneModel(fp);
   quantizeWeights(q0, plans);
   const q = cloneModel(q0);
-  const reports = correctBias(q, fp, new Map([['x', Float64Array.from(mu)]]));
+  const reports = correctBias(q, fp, new Map([['x', { channelMean: Float64Array.from(mu) }]]));
   assert.deepEqual(verify(q), []);
   const n = xDims.reduce((a, b) => a * b, 1);
   const C = xDims[channelAxis < 0 ? xDims.length + channelAxis : channelAxis]!;
@@ -116,9 +116,9 @@ describe('correctBias', () => {
     const q0 = cloneModel(fp);
     quantizeWeights(q0, [{ node: 'conv', input: 1, quant: I8_CH(0) }]);
     const corrected = cloneModel(q0);
-    correctBias(corrected, fp, new Map([['x', Float64Array.from(mu)]]), new Map([['x', [1, 16, 3, 4]]]));
+    correctBias(corrected, fp, new Map([['x', { channelMean: Float64Array.from(mu), observedShape: [1, 16, 3, 4] }]]));
     const paddingAsMean = cloneModel(q0);
-    correctBias(paddingAsMean, fp, new Map([['x', Float64Array.from(mu)]]), new Map([['x', [1, 16, Number.NaN, Number.NaN]]]));
+    correctBias(paddingAsMean, fp, new Map([['x', { channelMean: Float64Array.from(mu), observedShape: [1, 16, Number.NaN, Number.NaN] }]]));
     const x0 = Float32Array.from({ length: 16 * 12 }, (_, k) => mu[Math.floor(k / 12)]!);
     const dims = [1, 16, 3, 4];
     const channelMeans = (y: Float32Array) => Array.from({ length: 8 }, (_, o) => mean(y.subarray(o * 12, (o + 1) * 12)));
@@ -156,7 +156,7 @@ describe('correctBias', () => {
     const mu = randn(8).map((v) => v + 1);
     const q = cloneModel(m);
     quantizeWeights(q, [{ node: 'gconv', input: 1, quant: I8_CH(0) }]);
-    correctBias(q, m, new Map([['x', Float64Array.from(mu)]]));
+    correctBias(q, m, new Map([['x', { channelMean: Float64Array.from(mu) }]]));
     assert.equal(q.graph.findNode('gconv')!.inputs.length, 3, 'a bias was added');
     const r = await check(m, [{ node: 'gconv', input: 1, quant: I8_CH(0) }], mu, [1, 8, 4, 4], 1);
     assert.ok(r.corrected < 1e-4 && r.uncorrected > 100 * r.corrected, JSON.stringify(r));
@@ -199,7 +199,7 @@ describe('correctBias', () => {
     const q = cloneModel(m);
     quantizeWeights(q, [{ node: 'mm', input: 1, quant: I8_CH(1) }]);
     const before = q.graph.nodeCount;
-    assert.deepEqual(correctBias(q, m, new Map([['x', Float64Array.from(randn(8))]])), []);
+    assert.deepEqual(correctBias(q, m, new Map([['x', { channelMean: Float64Array.from(randn(8)) }]])), []);
     assert.equal(q.graph.nodeCount, before);
     assert.equal(meanAxisFor(m.graph.findNode('mm')!), -1);
   });
