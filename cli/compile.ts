@@ -154,7 +154,7 @@ async function runCompile(a: CompileArgs, io: CliIo): Promise<void> {
   else if (a.preprocess !== undefined) throw new QccError('E_USAGE', '--preprocess applies to --calib DIR of images');
   const dims = parseDims(a.dim);
   const out = a.output ?? defaultOutput(a.model, config.preset, a.target);
-  const model = readModel(a.model);
+  const model = readModel(a.model, { lazy: true });
   // an input calibration cannot feed (string, sequence, unknown type) is bad input: E_USAGE, exit 2
   checkCalibrationInputs(model);
   const bar = progressBar(a.progress ?? Boolean(process.stderr.isTTY));

@@ -14,9 +14,12 @@ export function formatOf(file: string): ModelFormat {
   return file.toLowerCase().endsWith('.qir') ? 'qir' : 'onnx';
 }
 
-/** Loads an .onnx file (external data validated, not read) or parses a .qir file. */
-export function readModel(file: string): Model {
-  if (formatOf(file) === 'onnx') return loadModel(file);
+/**
+ * Loads an .onnx file (external data validated, not read) or parses a .qir file. `lazy`: large initializers stay
+ * in the .onnx file and are read when used (compile: the input model then costs no memory while onnxruntime runs).
+ */
+export function readModel(file: string, o: { lazy?: boolean } = {}): Model {
+  if (formatOf(file) === 'onnx') return loadModel(file, o.lazy ? { lazy: true } : {});
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');

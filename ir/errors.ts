@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'E_EXTERNAL_PATH'
   | 'E_EXTERNAL_MISSING'
   | 'E_EXTERNAL_RANGE'
+  | 'E_EXTERNAL_CHANGED'
   // IR / passes
   | 'E_IR_VERIFY'
   | 'E_IR_MUTATION'

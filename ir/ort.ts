@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import type { DType } from './dtype.js';
 import { QccError } from './errors.js';
 import { Tensor as IrTensor, bytesToTyped, type AnyTypedArray, type Model } from './ir.js';
+import type { ScratchData } from './onnx/scratch.js';
 import { encodeModel, saveModel } from './onnx/writer.js';
 
 export type OrtTensor = ort.Tensor;
@@ -26,6 +27,8 @@ export interface SessionOptions {
   /** Write ORT's optimized graph here (to count fused ops). */
   optimizedModelFilePath?: string;
   intraOpThreads?: number;
+  /** A scratch folder holding the model's external weights: onnxruntime then reads them from there in place. */
+  scratch?: ScratchData;
 }
 
 /**
@@ -52,6 +55,17 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
     ...(opts.optimizedModelFilePath ? { optimizedModelFilePath: opts.optimizedModelFilePath } : {}),
   };
   // (not when onnxruntime writes its optimized graph: that file would point at the temporary data file)
+  // weights already in a scratch folder: onnxruntime reads them from there (only the graph is written)
+  const inPlace = !(model instanceof Uint8Array) && !opts.optimizedModelFilePath ? opts.scratch?.sessionFile(model) : undefined;
+  if (inPlace) {
+    try {
+      return await ort.InferenceSession.create(inPlace, options);
+    } catch (e) {
+      throw new QccError('E_ORT', `onnxruntime could not load the model: ${firstLine(e)}`);
+    } finally {
+      fs.rmSync(inPlace, { force: true });
+    }
+  }
   if (!(model instanceof Uint8Array) && !opts.optimizedModelFilePath && initializerBytes(model) >= FILE_SESSION_BYTES) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-session-'));
     try {

@@ -183,7 +183,7 @@ export async function writeZooModel(name: string, file: string, o: WriteZooOptio
     const { chunks, size } = encodeMessageChunks(modelToMsg(m, KEEP_EXTERNAL), 'ModelProto');
     writeFileAtomic(abs, chunks);
     fs.renameSync(tmp, dataFile);
-    clearExternalCache();
+    clearExternalCache(dataFile);
     return { params: countParams(m), bytes: size + sink.size };
   } catch (err) {
     if (fd !== undefined) fs.closeSync(fd);

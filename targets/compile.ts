@@ -20,6 +20,7 @@ import { QccError } from '../ir/errors.js';
 import { cloneModel } from '../ir/clone.js';
 import type { Model, Node } from '../ir/ir.js';
 import { decodeModel } from '../ir/onnx/reader.js';
+import { ScratchData } from '../ir/onnx/scratch.js';
 import { createSession, ort, run, type Feeds } from '../ir/ort.js';
 import { inferShapes } from '../ir/shape-inference.js';
 import { assertValid } from '../ir/verify.js';
@@ -371,7 +372,15 @@ interface Stage {
  * and the per-layer report exist, its float weights (BN-folded copies) can be collected before the ORT sessions
  * of validation are created.
  */
-async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, timer: Timer, notes: string[], progress: (phase: string, done: number, total: number) => void): Promise<Stage> {
+async function quantizeStage(
+  model: Model,
+  o: CompileOptions,
+  data: DataPlan,
+  timer: Timer,
+  notes: string[],
+  progress: (phase: string, done: number, total: number) => void,
+  scratch: ScratchData,
+): Promise<Stage> {
   const target = getTarget(o.target);
   const config = o.config;
 
@@ -395,6 +404,10 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
       plan = target.plan(fp, config);
     });
   }
+
+  // the canonical model's weights go to disk: onnxruntime's calibration session reads them from there, and the JS
+  // copy (BN-folded, so new arrays) is not held while that session holds its own
+  if (plan.activations.length) await timer.time('spill-weights', () => scratch.spill(fp));
 
   // 3. calibration: ranges and quantization parameters of every planned activation
   const ranges = new Map<string, Range>();
@@ -423,6 +436,7 @@ async function quantizeStage(model: Model, o: CompileOptions, data: DataPlan, ti
     }
     const stats = await timer.time('calibrate', () => collectStatistics(fp, [...own, ...meanOnly], data.calib, {
         channelMeans,
+        scratch,
         onProgress: (d, t) => progress('calibrate', d, t),
         ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
       }));
@@ -545,7 +559,16 @@ export async function compile(model: Model, o: CompileOptions): Promise<CompileR
   // the input model's graph inputs are the canonical model's: the data sources are built on the input model
   const data = planData(model, o, calibSamples, validationSamples, seed);
 
-  const st = await quantizeStage(model, o, data, timer, notes, progress);
+  const scratch = ScratchData.create();
+  let st: Stage;
+  try {
+    st = await quantizeStage(model, o, data, timer, notes, progress, scratch);
+    // what the quantized model still reads from the scratch folder (float weights left unquantized) comes back
+    // into memory before the folder goes
+    scratch.materialize(st.q);
+  } finally {
+    scratch.dispose();
+  }
   const { q, plan, fusion } = st;
 
   // 6. validation on held-out inputs, one onnxruntime session at a time: FP32 first (outputs kept), then quantized;

@@ -41,27 +41,39 @@ export function resolveExternalPath(baseDir: string, location: string, tensor: s
   return real;
 }
 
-const sizeCache = new Map<string, number>();
+/** Size and modification time of each data file when first seen: a later read of a file that changed fails. */
+const seen = new Map<string, { size: number; mtimeMs: number }>();
+
+function statOf(p: string, location: string, tensor: string): { size: number; mtimeMs: number } {
+  const st = fs.statSync(p);
+  if (!st.isFile()) throw new QccError('E_EXTERNAL_PATH', `external data location '${location}' is not a regular file`, { tensor });
+  return { size: st.size, mtimeMs: st.mtimeMs };
+}
 
 /** Checks that [offset, offset+length) lies inside the file; returns the resolved path. */
 export function checkExternalRange(baseDir: string, location: string, offset: number, length: number, tensor: string): string {
   const p = resolveExternalPath(baseDir, location, tensor);
-  let size = sizeCache.get(p);
-  if (size === undefined) {
-    const st = fs.statSync(p);
-    if (!st.isFile()) throw new QccError('E_EXTERNAL_PATH', `external data location '${location}' is not a regular file`, { tensor });
-    size = st.size;
-    sizeCache.set(p, size);
+  let st = seen.get(p);
+  if (st === undefined) {
+    st = statOf(p, location, tensor);
+    seen.set(p, st);
   }
-  if (offset < 0 || length < 0 || offset + length > size) {
-    throw new QccError('E_EXTERNAL_RANGE', `external data [${offset}, ${offset + length}) lies outside '${location}' (${size} bytes)`, { tensor });
+  if (offset < 0 || length < 0 || offset + length > st.size) {
+    throw new QccError('E_EXTERNAL_RANGE', `external data [${offset}, ${offset + length}) lies outside '${location}' (${st.size} bytes)`, { tensor });
   }
   return p;
 }
 
-/** Forget cached file sizes (after writing data files). */
-export function clearExternalCache(): void {
-  sizeCache.clear();
+/** Forget what was seen of a data file qcc has just (re)written, or of every file. */
+export function clearExternalCache(file?: string): void {
+  if (file === undefined) return seen.clear();
+  let p = path.resolve(file);
+  try {
+    p = fs.realpathSync(p);
+  } catch {
+    /* gone: forget the name as given */
+  }
+  seen.delete(p);
 }
 
 export function readExternal(d: External, tensor: string): Uint8Array {
@@ -69,6 +81,12 @@ export function readExternal(d: External, tensor: string): Uint8Array {
   const out = Buffer.allocUnsafe(d.length);
   const fd = fs.openSync(p, 'r');
   try {
+    // data read later than the model (lazily loaded models, external data) must come from the file as it was then
+    const was = seen.get(p)!;
+    const st = fs.fstatSync(fd);
+    if (st.size !== was.size || st.mtimeMs !== was.mtimeMs) {
+      throw new QccError('E_EXTERNAL_CHANGED', `'${d.location}' changed on disk after the model was read (size ${was.size} -> ${st.size}); read the model again`, { tensor });
+    }
     let done = 0;
     while (done < d.length) {
       const n = fs.readSync(fd, out, done, Math.min(d.length - done, 1 << 30), d.offset + done);

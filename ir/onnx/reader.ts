@@ -20,7 +20,7 @@ import {
 } from '../ir.js';
 import { appendNode, invalidateNames, linkUse } from '../rewriter.js';
 import { checkExternalRange } from './external.js';
-import { decodeMessage } from './wire.js';
+import { decodeMessage, LazyBytes } from './wire.js';
 
 /** Elements a single tensor may declare. Larger claims are refused before anything is allocated. */
 const MAX_ELEMENTS = 2 ** 40;
@@ -30,11 +30,34 @@ export interface ReadOptions {
   file?: string;
   /** Folder external data is relative to (default: the file's folder, or the working directory). */
   baseDir?: string;
+  /** @internal loadModel's lazy mode: the file (as a location in a folder) its LazyBytes payloads are read from. */
+  lazySource?: LazySource;
 }
+
+interface LazySource {
+  readonly location: string;
+  readonly baseDir: string;
+}
+
+/** loadModel's options. */
+export interface LoadOptions {
+  /**
+   * Leave the main graph's initializers of at least `lazyMinBytes` in the file: their data is read from it when
+   * used (it must not change meanwhile: a read checks its size and modification time), and the file's bytes are
+   * not held in memory. What compile uses, so that peak memory does not include the input model.
+   */
+  readonly lazy?: boolean;
+  /** Smallest initializer left in the file in lazy mode (default LAZY_MIN_BYTES). */
+  readonly lazyMinBytes?: number;
+}
+
+/** loadModel's lazy mode leaves initializers of at least this many bytes in the file. */
+export const LAZY_MIN_BYTES = 64 << 10;
 
 interface Ctx {
   readonly file: string | undefined;
   readonly baseDir: string;
+  readonly lazySource?: LazySource | undefined;
   readonly model: Model;
   unnamed: number;
   readonly usedNodeNames: Set<string>;
@@ -81,7 +104,7 @@ export function modelFromMsg(msg: Msg, opts: ReadOptions = {}): Model {
   if (msg.opset_import !== undefined) model._proto.$opset_import = msg.opset_import;
   const baseDir = path.resolve(opts.baseDir ?? (file ? path.dirname(file) : '.'));
   model.baseDir = baseDir;
-  const ctx: Ctx = { file, baseDir, model, unnamed: 0, usedNodeNames: new Set() };
+  const ctx: Ctx = { file, baseDir, lazySource: opts.lazySource, model, unnamed: 0, usedNodeNames: new Set() };
   collectNodeNames(gmsg, ctx.usedNodeNames, 0);
   buildGraph(ctx, graph, gmsg, null, 'ModelProto.graph');
   invalidateNames(graph);
@@ -89,17 +112,24 @@ export function modelFromMsg(msg: Msg, opts: ReadOptions = {}): Model {
 }
 
 /** Reads and decodes an ONNX file. */
-export function loadModel(file: string): Model {
+export function loadModel(file: string, o: LoadOptions = {}): Model {
   let bytes: Buffer;
+  let real = file;
   try {
     const st = fs.statSync(file);
     if (st.isDirectory()) throw new QccError('E_IO', `${file} is a directory, not an ONNX file`, { file });
-    bytes = fs.readFileSync(file);
+    if (o.lazy) real = fs.realpathSync(file);
+    bytes = fs.readFileSync(real);
   } catch (e) {
     if (e instanceof QccError) throw e;
     throw new QccError('E_IO', `cannot read ${file}: ${(e as Error).message}`, { file });
   }
-  return decodeModel(bytes, { file, baseDir: path.dirname(path.resolve(file)) });
+  const baseDir = path.dirname(path.resolve(file));
+  if (!o.lazy) return decodeModel(bytes, { file, baseDir });
+  if (bytes.length === 0) throw new QccError('E_ONNX_EMPTY', 'the model file is empty', { file });
+  const minBytes = o.lazyMinBytes ?? LAZY_MIN_BYTES;
+  const msg = decodeMessage(bytes, 'ModelProto', { file, lazy: { paths: new Set(['ModelProto.graph.initializer.raw_data']), minBytes } });
+  return modelFromMsg(msg, { file, baseDir, lazySource: { location: path.basename(real), baseDir: path.dirname(real) } });
 }
 
 function stripKeys(m: Msg, keys: readonly string[]): Msg {
@@ -163,7 +193,7 @@ function dimsOf(t: Msg, loc: Loc): number[] {
 }
 
 /** TensorProto -> Tensor, with the declared size checked against the bytes actually present. */
-export function tensorFromMsg(t: Msg, ctx: { file?: string | undefined; baseDir: string }, where: string): Tensor {
+export function tensorFromMsg(t: Msg, ctx: { file?: string | undefined; baseDir: string; lazySource?: LazySource | undefined }, where: string): Tensor {
   const name = (t.name as string | undefined) ?? '';
   const loc: Loc = { file: ctx.file, tensor: name, path: where, byteOffset: t.$at };
   const dims = dimsOf(t, loc);
@@ -186,14 +216,27 @@ export function tensorFromMsg(t: Msg, ctx: { file?: string | undefined; baseDir:
     const expect = rawByteLength(dtype, count);
     const length = get('length') !== undefined ? parseExtInt(get('length')!, 'length', loc) : expect;
     if (length !== expect) throw new QccError('E_MODEL_DATA_SIZE', `external length ${length} does not match dims [${dims.join(',')}] of ${dtype} (${expect} bytes)`, loc);
+    // a clone's tensors keep their own folder (writer.ts KEEP_EXTERNAL): scratch data, a lazily read model file
+    const baseDir = typeof t.$baseDir === 'string' ? t.$baseDir : ctx.baseDir;
     try {
-      checkExternalRange(ctx.baseDir, location, offset, length, name);
+      checkExternalRange(baseDir, location, offset, length, name);
     } catch (e) {
       // external.ts knows only the tensor; add the model file and the tensor's byte offset
       if (e instanceof QccError) throw new QccError(e.code, e.message, { ...loc, ...e.loc }, { cause: e });
       throw e;
     }
-    data = { kind: 'external', location, offset, length, baseDir: ctx.baseDir, entries };
+    data = { kind: 'external', location, offset, length, baseDir, entries };
+  } else if (t.raw_data instanceof LazyBytes) {
+    // loadModel's lazy mode: the payload stays in the model file, read like external data (same range checks)
+    const { offset, length } = t.raw_data;
+    const src = ctx.lazySource;
+    if (!src) throw new QccError('E_EXTERNAL_MISSING', 'a lazily decoded tensor without its source file', loc);
+    if (dtype === 'string') throw new QccError('E_MODEL_DTYPE', 'string tensors cannot use raw_data', loc);
+    const expect = rawByteLength(dtype, count);
+    if (length !== expect) throw new QccError('E_MODEL_DATA_SIZE', `raw_data has ${length} bytes, dims [${dims.join(',')}] of ${dtype} need ${expect}`, loc);
+    checkExternalRange(src.baseDir, src.location, offset, length, name);
+    const entries = [['location', src.location], ['offset', String(offset)], ['length', String(length)]] as const;
+    data = { kind: 'external', location: src.location, offset, length, baseDir: src.baseDir, entries };
   } else if (t.raw_data !== undefined) {
     const bytes = t.raw_data as Uint8Array;
     if (dtype === 'string') throw new QccError('E_MODEL_DTYPE', 'string tensors cannot use raw_data', loc);

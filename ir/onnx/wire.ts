@@ -114,6 +114,29 @@ const MAX_DEPTH = 64;
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 const TWO32 = 4294967296;
 
+/**
+ * A bytes field left in the file (decodeMessage's `lazy`): its byte range in the decoded buffer. The reader turns
+ * it into file-backed tensor data; nothing else in a decoded message holds one.
+ */
+export class LazyBytes {
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+  ) {}
+}
+
+/** decodeMessage's lazy mode: which bytes fields stay in the file, and that every other one is copied. */
+export interface LazyOptions {
+  /** Field paths (e.g. `ModelProto.graph.initializer.raw_data`) whose payloads of at least `minBytes` stay in the file. */
+  readonly paths: ReadonlySet<string>;
+  readonly minBytes: number;
+}
+
+/** A copy of buf[a, b) that shares no memory with it (Buffer#slice would return a view). */
+function copyOf(buf: Uint8Array, a: number, b: number): Uint8Array {
+  return Uint8Array.prototype.slice.call(buf, a, b);
+}
+
 class Reader {
   pos: number;
   constructor(
@@ -121,6 +144,7 @@ class Reader {
     readonly view: DataView,
     start: number,
     readonly file: string | undefined,
+    readonly lazy: LazyOptions | undefined,
   ) {
     this.pos = start;
   }
@@ -237,7 +261,7 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
     const f = plan.byId.get(id);
     if (f === undefined) {
       skipField(r, wire, end, `${path}.#${id}`, depth);
-      (msg.$unknown ??= []).push(buf.subarray(tagAt, r.pos));
+      (msg.$unknown ??= []).push(r.lazy ? copyOf(buf, tagAt, r.pos) : buf.subarray(tagAt, r.pos));
       continue;
     }
     const fpath = `${path}.${f.name}`;
@@ -284,6 +308,10 @@ function decodeInto(r: Reader, plan: TypePlan, end: number, depth: number, path:
         value = decodeInto(r, f.sub!, stop, depth + 1, fpath);
       } else if (f.kind === 'string') {
         value = utf8.decode(buf.subarray(start, stop));
+      } else if (r.lazy) {
+        // lazy mode keeps no view of the buffer alive: big payloads on the listed paths stay in the file, the rest
+        // are copied
+        value = len >= r.lazy.minBytes && r.lazy.paths.has(fpath) ? new LazyBytes(start, len) : copyOf(buf, start, stop);
       } else {
         value = buf.subarray(start, stop);
       }
@@ -373,10 +401,14 @@ function skipField(r: Reader, wire: number, end: number, path: string, depth: nu
   }
 }
 
-/** Decodes `buf[start, end)` as message `type`. Bytes fields are views into `buf` (no copy). */
-export function decodeMessage(buf: Uint8Array, type: string, opts: { file?: string; start?: number; end?: number } = {}): Msg {
+/**
+ * Decodes `buf[start, end)` as message `type`. Bytes fields are views into `buf` (no copy); with `lazy`, no view
+ * survives: payloads on its paths become LazyBytes (offsets into `buf`) and every other bytes field is a copy, so
+ * the caller can drop `buf`.
+ */
+export function decodeMessage(buf: Uint8Array, type: string, opts: { file?: string; start?: number; end?: number; lazy?: LazyOptions } = {}): Msg {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const r = new Reader(buf, view, opts.start ?? 0, opts.file);
+  const r = new Reader(buf, view, opts.start ?? 0, opts.file, opts.lazy);
   return decodeInto(r, typePlan(type), opts.end ?? buf.length, 0, type);
 }
 

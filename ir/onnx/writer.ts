@@ -70,6 +70,7 @@ export function tensorToMsg(t: Tensor, ext?: ExternalPlan): Msg {
   if (d.kind === 'external' && ext === KEEP_EXTERNAL) {
     m.external_data = d.entries.map(([key, value]) => ({ key, value }));
     m.data_location = 1;
+    m.$baseDir = d.baseDir; // for modelFromMsg (clone): the folder this tensor's location is relative to; never encoded
     return m;
   }
   if (ext && t.dtype !== 'string' && t.byteLength >= ext.threshold) {
@@ -350,7 +351,7 @@ export function saveModel(model: Model, file: string, opts: WriteOptions = {}): 
     if (e instanceof QccError) throw e;
     throw new QccError('E_IO', `cannot write ${dataFile}: ${(e as Error).message}`, { file: dataFile });
   } finally {
-    clearExternalCache();
+    clearExternalCache(dataFile);
   }
   return { bytes: size, dataBytes: plan.size };
 }

@@ -36,6 +36,7 @@
 // Histograms are only built for tensors whose plans need one (anything but minmax); computeRange refuses a
 // histogram calibrator on statistics collected without it.
 
+import type { ScratchData } from '../../ir/onnx/scratch.js';
 import { cloneModel } from '../../ir/clone.js';
 import { dtypeToOnnx, isFloat } from '../../ir/dtype.js';
 import { QccError } from '../../ir/errors.js';
@@ -290,6 +291,8 @@ export async function collectStatistics(
      * the tensor's shape (run inferShapes first, as compile does); a tensor of unknown shape is binned whole.
      */
     histogramElements?: number;
+    /** Where the model's weights were spilled (compile): the calibration session reads them from there. */
+    scratch?: ScratchData;
   } = {},
 ): Promise<Map<string, TensorStats>> {
   const limit = o.histogramElements ?? HIST_ELEMENTS;
@@ -334,7 +337,7 @@ export async function collectStatistics(
     const built = probeModel(model, computed, limit, means);
     probes = built.probes;
     fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
-    session = await createSession(built.model, { optimization: 'all' });
+    session = await createSession(built.model, { optimization: 'all', ...(o.scratch ? { scratch: o.scratch } : {}) });
   }
   try {
     let done = 0;

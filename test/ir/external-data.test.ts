@@ -223,7 +223,18 @@ describe('reading external data', () => {
     writeData(dir, 'w.bin', [1, 2, 3, 4]);
     const m = decodeModel(extModel('w.bin', 4), { baseDir: dir });
     fs.truncateSync(path.join(dir, 'w.bin'), 8);
-    assert.throws(() => m.graph.initializers[0]!.initializer!.bytes(), (e) => code(e) === 'E_EXTERNAL_RANGE');
+    assert.throws(() => m.graph.initializers[0]!.initializer!.bytes(), (e) => code(e) === 'E_EXTERNAL_CHANGED' && /size 16 -> 8/.test(String((e as Error).message)));
+  });
+
+  test('external data rewritten after loading with the same size is reported too (modification time)', () => {
+    const dir = freshDir();
+    writeData(dir, 'w.bin', [1, 2, 3, 4]);
+    const m = decodeModel(extModel('w.bin', 4), { baseDir: dir });
+    assert.deepEqual([...(m.graph.initializers[0]!.initializer!.typed() as Float32Array)], [1, 2, 3, 4]);
+    writeData(dir, 'w.bin', [5, 6, 7, 8]);
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(path.join(dir, 'w.bin'), later, later);
+    assert.throws(() => m.graph.initializers[0]!.initializer!.bytes(), (e) => code(e) === 'E_EXTERNAL_CHANGED');
   });
 });
 
