@@ -46,6 +46,7 @@ import {
   type OrtCheck,
   type WeightInfo,
 } from './report.js';
+import { resolveChoices } from './shared-plan.js';
 import { getTarget, type FusionReport } from './target.js';
 import { compareOutputs, referenceOutputs, type InputBatches, type OutputMetrics } from './validate.js';
 
@@ -417,7 +418,9 @@ async function quantizeStage(
   if (plan.activations.length) {
     // a tensor planned `sameAs` another shares that one's parameters (ORT drops DQ -> Reshape -> Q only when they
     // are identical): it needs no statistics of its own
-    const own = plan.activations.filter((a) => a.sameAs === undefined);
+    // (with the candidates of placements decided by scale: every candidate is calibrated)
+    const candidates = (plan.choices ?? []).flatMap((c) => c.candidates);
+    const own = [...plan.activations, ...candidates].filter((a) => a.sameAs === undefined);
     // bias correction needs the per-channel mean of each quantized layer's activation input; a `sameAs` input is
     // measured for that alone (min/max in-graph, no histogram, no parameters of its own)
     const channelMeans = new Map<string, number>();
@@ -455,6 +458,12 @@ async function quantizeStage(
       if (!r || !p) throw new QccError('E_PASS_FAILED', `activation '${a.tensor}' shares the parameters of '${a.sameAs}', which was not calibrated`, { tensor: a.tensor });
       ranges.set(a.tensor, r);
       params.set(a.tensor, p);
+    }
+    if (plan.choices?.length) {
+      const r = resolveChoices(plan, params);
+      plan = r.plan;
+      const list = r.resolved.map((c) => `${c.node}: ${c.quantized} (scale ${c.scale.toPrecision(3)} vs ${c.others.map((x) => x.scale.toPrecision(3)).join(', ')})`);
+      notes.push(`residual Adds fed by two quantized Convs: the input with the smaller scale is quantized and the other Conv fuses the Add (${r.resolved.length}: ${list.join('; ')})`);
     }
   } else notes.push('no activation is quantized (weight-only preset): calibration skipped');
 

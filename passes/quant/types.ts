@@ -82,8 +82,22 @@ export interface Fallback {
 }
 
 /** What a target decides for a model under a config. */
+/**
+ * Placements decided after calibration. TensorRT fuses a residual Add into one of the Convs feeding it and needs the
+ * Add's other input quantized; when both inputs are quantized Convs' outputs either Conv can take the Add, and the
+ * better choice quantizes the input with the smaller scale (its rounding noise goes straight into the sum).
+ * Candidates are in the order their producers run; compile calibrates all of them and keeps one.
+ */
+export interface ActivationChoice {
+  /** The node whose input is chosen (the Add). */
+  readonly node: string;
+  readonly candidates: readonly ActivationPlan[];
+}
+
 export interface QuantPlan {
   readonly activations: readonly ActivationPlan[];
+  /** Placements to resolve once scales are known (resolveChoices in targets/shared-plan.ts); absent: none. */
+  readonly choices?: readonly ActivationChoice[];
   readonly weights: readonly WeightPlan[];
   readonly fallbacks: readonly Fallback[];
   /** Nodes deliberately left in float (keep-fp, exclusions, unsupported ops), with a reason each. */

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { printModel } from '../../ir/print.js';
 import { getTarget } from '../../targets/target.js';
+import { resolveChoices } from '../../targets/shared-plan.js';
 import { adaLN, attention, config, convRelu, depthwise, linesOf, planText, prepare, residual } from './helpers.js';
 
 const trt = getTarget('tensorrt');
@@ -102,7 +103,7 @@ describe('residual add', () => {
     ]);
   });
 
-  test('tensorrt: when both Add inputs are Conv outputs (downsample block), the Conv that runs last fuses the Add', async () => {
+  test('tensorrt: when both Add inputs are Conv outputs (downsample block), both are candidates; the smaller scale is quantized', async () => {
     const m = await prepare(`
 graph main(%x: f32[1,8,8,8]) -> (%y: f32[1,8,8,8]) {
   %wd = const f32[8,8,1,1] {sha=0x00000000000000a1, first=[0.1]}
@@ -112,7 +113,23 @@ graph main(%x: f32[1,8,8,8]) -> (%y: f32[1,8,8,8]) {
   %s = Add(%h, %id) @add
   %y = Relu(%s) @relu
 }`);
-    assert.deepEqual(linesOf(trt.plan(m, config()), 'act'), ['act %x i8 -> downsample#0 conv1#0', 'act %id i8 -> add#1']);
+    const plan = trt.plan(m, config());
+    assert.deepEqual(linesOf(plan, 'act'), ['act %x i8 -> downsample#0 conv1#0']);
+    assert.deepEqual(
+      plan.choices?.map((c) => [c.node, c.candidates.map((a) => `${a.tensor} -> ${a.consumers.map((x) => `${x.node}#${x.input}`).join(' ')}`)]),
+      [['add', ['id -> add#1', 'h -> add#0']]],
+      'candidates in the order their Convs run',
+    );
+    const params = (id: number, h: number) => new Map([['x', { scale: 0.1, zeroPoint: 0 }], ['id', { scale: id, zeroPoint: 0 }], ['h', { scale: h, zeroPoint: 0 }]]);
+    const small = resolveChoices(plan, params(0.5, 0.02));
+    assert.deepEqual(linesOf(small.plan, 'act'), ['act %x i8 -> downsample#0 conv1#0', 'act %h i8 -> add#0']);
+    assert.equal(small.plan.choices, undefined);
+    assert.deepEqual(small.resolved, [{ node: 'add', quantized: 'h', scale: 0.02, others: [{ tensor: 'id', scale: 0.5 }] }]);
+    assert.deepEqual(linesOf(resolveChoices(plan, params(0.02, 0.5)).plan, 'act'), ['act %x i8 -> downsample#0 conv1#0', 'act %id i8 -> add#1']);
+    assert.deepEqual(linesOf(resolveChoices(plan, params(0.1, 0.1)).plan, 'act'), ['act %x i8 -> downsample#0 conv1#0', 'act %id i8 -> add#1'], 'a tie keeps the first');
+    assert.throws(() => resolveChoices(plan, new Map()), /not calibrated/);
+    // onnxruntime quantizes both inputs and the output (QLinearAdd): no choice
+    assert.equal(ort.plan(m, config()).choices, undefined);
   });
 });
 
