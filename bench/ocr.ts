@@ -35,6 +35,7 @@ import { quantizeWeights } from '../passes/quant/quantize-weights.js';
 import type { ActivationPlan, Calibrator, QParams } from '../passes/quant/types.js';
 import type { Preset, QuantConfig } from '../passes/quant/types.js';
 import { getTarget } from '../targets/target.js';
+import { resolveChoices } from '../targets/shared-plan.js';
 import { compile, type CompileResult } from '../targets/compile.js';
 import { presetConfig } from '../targets/config.js';
 import { availableFonts } from './ocr/render.js';
@@ -321,7 +322,9 @@ async function ablate(model: Model, id: ModelId, target: Target, ev: Evaluator, 
     if (x && axis !== undefined && planned.has(x.name) && !x.initializer && x.shape !== undefined) channelMeans.set(x.name, axis);
   }
   // every planned tensor gets statistics (a `sameAs` one only for its channel mean; it shares the other's parameters)
-  const stats = await collectStatistics(fp, plan.activations.map((a) => (a.sameAs === undefined ? a : { ...a, calibrator: 'minmax' as const })), itemsAsCalibration(calib, inputName(fp), 'rendered'), { channelMeans });
+  // (with the candidates of placements decided by scale, as compile does)
+  const candidates = (plan.choices ?? []).flatMap((c) => c.candidates);
+  const stats = await collectStatistics(fp, [...plan.activations, ...candidates].map((a) => (a.sameAs === undefined ? a : { ...a, calibrator: 'minmax' as const })), itemsAsCalibration(calib, inputName(fp), 'rendered'), { channelMeans });
   const pos = new Map<string, number>();
   const prod = new Map<string, string>();
   let k = 0;
@@ -350,13 +353,14 @@ async function ablate(model: Model, id: ModelId, target: Target, ev: Evaluator, 
   const out: AblationRow[] = [];
   for (const ab of ablations(id, nodePos('p2o.Conv.2'), backboneEnd)) {
     const params = new Map<string, QParams>();
-    for (const a of plan.activations) {
+    for (const a of [...plan.activations, ...candidates]) {
       if (a.sameAs !== undefined) continue;
       const c = ab.calibrator?.(info(a));
       params.set(a.tensor, qparamsFor(computeRange(stats.get(a.tensor)!, c ? { ...a, calibrator: c } : a), a.quant));
     }
     for (const a of plan.activations) if (a.sameAs !== undefined) params.set(a.tensor, params.get(a.sameAs)!);
-    const acts = plan.activations.filter((a) => ab.keep?.(info(a)) ?? true);
+    const resolved = resolveChoices(plan, params).plan;
+    const acts = resolved.activations.filter((a) => ab.keep?.(info(a)) ?? true);
     const q = cloneModel(fp);
     if (ab.weights ?? true) {
       quantizeWeights(q, plan.weights);
@@ -366,7 +370,7 @@ async function ablate(model: Model, id: ModelId, target: Target, ev: Evaluator, 
     const s = await createSession(q, { optimization: ab.level ?? 'all' });
     const metrics = await ev.evaluate(s);
     await s.release();
-    out.push({ model: id, target, label: ab.label, acts: acts.length, planned: plan.activations.length, metrics });
+    out.push({ model: id, target, label: ab.label, acts: acts.length, planned: resolved.activations.length, metrics });
     process.stderr.write(`ocr: ablate ${id} ${target} ${ab.label}: ${JSON.stringify(metrics)}\n`);
   }
   return out;
