@@ -234,6 +234,19 @@ function scalar(name: string, t: OrtTensor | undefined, kind: 'float' | 'int64')
   return floatData(name, t)[0]!;
 }
 
+/** The largest element of a per-channel maximum (NaN if any is NaN, as ReduceMax would report it). */
+function maxOf(name: string, t: OrtTensor | undefined): number {
+  if (!t) throw new QccError('E_ORT', `onnxruntime did not return the maximum of '${name}'`, { tensor: name });
+  const d = floatData(name, t);
+  let m = -Infinity;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i]!;
+    if (v !== v) return NaN;
+    if (v > m) m = v;
+  }
+  return m;
+}
+
 function tensorFloatData(t: Tensor): Float32Array | Float64Array {
   switch (t.dtype) {
     case 'f32':
@@ -251,8 +264,13 @@ function tensorFloatData(t: Tensor): Float32Array | Float64Array {
 interface Probe {
   readonly tensor: string;
   readonly collector: Collector;
-  readonly min: string;
+  /** Its minimum; absent for a tensor known to be non-negative (0 bounds it, and every quantization range holds 0). */
+  readonly min?: string;
   readonly max: string;
+  /** `max` is GlobalMaxPool's per-channel maximum ([N, C, 1, ...]), reduced in JS. */
+  readonly maxPerChannel?: boolean;
+  /** The static dims of one sample (without the batch), when the probe reads no Shape/Size of its own. */
+  readonly sampleDims?: readonly number[];
   /** Element count (minmax-only tensors, whose data does not leave onnxruntime). */
   readonly size?: string;
   /** The tensor itself (histogram tensors). */
@@ -336,7 +354,7 @@ export async function collectStatistics(
   if (computed.length > 0) {
     const built = probeModel(model, computed, limit, means);
     probes = built.probes;
-    fetch = probes.flatMap((p) => [p.min, p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
+    fetch = probes.flatMap((p) => [...(p.min ? [p.min] : []), p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
     session = await createSession(built.model, { optimization: 'all', ...(o.scratch ? { scratch: o.scratch } : {}) });
   }
   try {
@@ -359,8 +377,8 @@ export async function collectStatistics(
         if (session) {
           const out = await run(session, feeds, fetch);
           for (const p of probes) {
-            const mn = scalar(p.tensor, out[p.min], 'float');
-            const mx = scalar(p.tensor, out[p.max], 'float');
+            const mn = p.min ? scalar(p.tensor, out[p.min], 'float') : 0;
+            const mx = p.maxPerChannel ? maxOf(p.tensor, out[p.max]) : scalar(p.tensor, out[p.max], 'float');
             const finite = Number.isFinite(mn) && Number.isFinite(mx);
             const c = p.collector;
             if (c instanceof HistStats) {
@@ -370,7 +388,7 @@ export async function collectStatistics(
               if (finite) c.histogram.addWithRange(d, mn, mx);
               else c.histogram.add(d); // exact path: counts and skips every non-finite element
             } else {
-              c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
+              c.addReduced(mn, mx, p.size ? scalar(p.tensor, out[p.size], 'int64') : n * p.sampleDims!.reduce((a, d) => a * d, 1));
             }
             if (p.mean) {
               const t = out[p.mean];
@@ -380,6 +398,7 @@ export async function collectStatistics(
               means.get(p.tensor)!.acc.add(t.dims.length > 1 ? meanAlong(md, t.dims.map(Number), 1) : md, n, p.tensor);
               const sh = p.shape ? out[p.shape] : undefined;
               if (sh) means.get(p.tensor)!.shape = Array.from(sh.data as BigInt64Array, Number);
+              else if (p.sampleDims) means.get(p.tensor)!.shape = [n, ...p.sampleDims];
             }
           }
         }
@@ -398,6 +417,88 @@ export async function collectStatistics(
     if (shape) c.observedShape = shape;
   }
   return collectors as Map<string, TensorStats>;
+}
+
+/**
+ * The per-sample dims [C, spatial...] of a tensor the pooled probe can read: float32, rank 3 or 4 (one or two
+ * spatial dims), static non-zero dims after the batch, and non-negative by construction (knownNonNegative).
+ */
+function pooledProbeDims(v: Value): number[] | undefined {
+  const shape = v.shape;
+  if (v.dtype !== 'f32' || v.isGraphInput || !shape || shape.length < 3 || shape.length > 4) return undefined;
+  const dims: number[] = [];
+  for (const d of shape.slice(1)) {
+    if (typeof d !== 'number' || d < 1) return undefined;
+    dims.push(d);
+  }
+  return knownNonNegative(v) ? dims : undefined;
+}
+
+/** Whether every element of `v` is >= 0 by construction: Relu, Clip from >= 0, Sigmoid, ..., through pooling. */
+export function knownNonNegative(v: Value, depth = 0): boolean {
+  const p = v.producer;
+  if (!p || depth > 32 || p.outputs[0] !== v || (p.domain !== '' && p.domain !== 'ai.onnx')) return false;
+  switch (p.opType) {
+    case 'Relu':
+    case 'Sigmoid':
+    case 'HardSigmoid':
+    case 'Softplus':
+    case 'Abs':
+      return true;
+    case 'Clip': {
+      const lo = p.opsetVersion < 11 ? p.attrFloat('min') : constScalar(p.inputs[1]);
+      return lo !== undefined && lo >= 0;
+    }
+    case 'MaxPool':
+    case 'AveragePool':
+    case 'GlobalMaxPool':
+    case 'GlobalAveragePool':
+    case 'Identity':
+      return knownNonNegative(p.inputs[0]!, depth + 1);
+    default:
+      return false;
+  }
+}
+
+function constScalar(v: Value | null | undefined): number | undefined {
+  const t = v?.initializer;
+  if (!t || t.size !== 1 || !isFloat(t.dtype) || t.dtype !== 'f32') return undefined;
+  return (t.typed() as Float32Array)[0];
+}
+
+/**
+ * Per spatial dim a divisor of the dim (the cell size), chosen so that C · Π (dim / stride) is as large as it can be
+ * without exceeding `limit`, preferably with at most C cells (then channel c's offset c mod cells reaches every
+ * position of a cell); every dim its own size when nothing smaller fits (one cell per channel).
+ */
+export function gridStrides(sample: readonly number[], limit: number): number[] {
+  const [C, ...sp] = sample as [number, ...number[]];
+  const total = sp.reduce((a, d) => a * d, 1);
+  if (!Number.isFinite(limit) || C * total <= limit) return sp.map(() => 1);
+  const divisors = sp.map((d) => Array.from({ length: d }, (_, i) => i + 1).filter((x) => d % x === 0));
+  const search = (maxCells: number): number[] | undefined => {
+    let best: number[] | undefined;
+    let bestCount = 0;
+    const visit = (i: number, chosen: number[], cells: number): void => {
+      if (i === sp.length) {
+        const count = (C * total) / cells;
+        if (count <= limit && count > bestCount && cells <= maxCells) {
+          best = chosen;
+          bestCount = count;
+        }
+        return;
+      }
+      for (const x of divisors[i]!) visit(i + 1, [...chosen, x], cells * x);
+    };
+    visit(0, [], 1);
+    return best;
+  };
+  return search(C) ?? search(Infinity) ?? [...sp];
+}
+
+/** The offset (row-major in the cell) channel c samples: every offset once per `cells` channels, or spread out. */
+export function gridOffset(c: number, C: number, cells: number): number {
+  return cells <= C ? c % cells : Math.floor(((c + 0.5) * cells) / C);
 }
 
 /** The odd stride that brings `v`'s elements per sample to at most `limit` (1 when its shape is not known). */
@@ -439,6 +540,47 @@ function probeModel(
   const keep0 = { keepdims: { type: 'int' as const, value: 0 } };
   for (const t of tensors) {
     const v = g.findValue(t.name)!;
+    const cm0 = means.get(t.name);
+    const sample = pooledProbeDims(v);
+    if (sample && (!cm0 || cm0.axis === 1 || cm0.axis === 1 - cm0.rank)) {
+      // a non-negative [N, C, spatial...] float32 tensor of static size: only pooling ops read it, which onnxruntime
+      // runs in its blocked NCHWc layout, so the tensor is never reordered to NCHW (what tapping costs otherwise:
+      // ResNet-50's calibration runs took 1.25x its FP32 runs, 1.03x this way). No minimum (0 bounds it), the
+      // maximum per channel (GlobalMaxPool), the histogram sample a spatial grid (MaxPool, kernel 1, stride s), the
+      // means GlobalAveragePool, the shape the static one.
+      const pool = (op: string, attrs: Record<string, { type: 'ints'; value: number[] }> = {}): string => {
+        const n = rw.createNode(op, [v], { name: rw.freshName(`qcc_calib_${op}`), attrs });
+        rw.append(g, n);
+        outs.push(n.outputs[0]!);
+        return n.outputs[0]!.name;
+      };
+      const max = pool('GlobalMaxPool');
+      const mean = cm0 ? pool('GlobalAveragePool') : undefined;
+      let data: string | undefined;
+      if (t.hist) {
+        const strides = gridStrides(sample, limit);
+        if (strides.every((x) => x === 1)) data = pool('MaxPool', { kernel_shape: { type: 'ints', value: strides } });
+        else {
+          // one element per channel from every strides-sized cell, at an offset in the cell that varies with the
+          // channel (gridOffset): a depthwise Conv with one-hot kernels, exact for finite values. The strides divide
+          // the spatial dims, so every position has the same chance. A fixed lattice (the same positions in every
+          // channel) is biased where activations differ by position: on ResNet-50 such lattices put the 99.99th
+          // percentile 8-12 % off the full tensor's and cost 0.17 dB of held-out SQNR; this grid is within sampling
+          // noise of binning every element (29.94 vs 30.01 dB, tensorrt).
+          const C = sample[0]!;
+          const cells = strides.reduce((x, y) => x * y, 1);
+          const wd = new Float32Array(C * cells);
+          for (let c = 0; c < C; c++) wd[c * cells + gridOffset(c, C, cells)] = 1;
+          const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_grid'), 'f32', [C, 1, ...strides], wd));
+          const n = rw.createNode('Conv', [v, w], { name: rw.freshName('qcc_calib_grid'), attrs: { group: { type: 'int', value: C }, kernel_shape: { type: 'ints', value: strides }, strides: { type: 'ints', value: strides } } });
+          rw.append(g, n);
+          outs.push(n.outputs[0]!);
+          data = n.outputs[0]!.name;
+        }
+      }
+      probes.push({ tensor: t.name, collector: t.collector, max, maxPerChannel: true, sampleDims: sample, ...(data ? { data } : {}), ...(mean ? { mean } : {}) });
+      continue;
+    }
     // reductions in float32 whatever the tensor's float type (onnxruntime's CPU reductions lack float16 kernels)
     let r = v;
     if (v.dtype !== undefined && v.dtype !== 'f32') {

@@ -18,6 +18,7 @@ import { insertQdq } from '../../passes/quant/insert-qdq.js';
 import { quantizeWeights } from '../../passes/quant/quantize-weights.js';
 import type { QParams, QuantPlan } from '../../passes/quant/types.js';
 import { getTarget, type FusionReport, type TargetName } from '../../targets/target.js';
+import { resolveChoices } from '../../targets/shared-plan.js';
 import { config } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-e2e-'));
@@ -26,7 +27,7 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** Fixed parameters: uint8 [0, clamp max or 8] for ranges known to start at 0, [-6.4, 6.35] otherwise; int8 scale 0.05. */
 function fixedParams(p: QuantPlan): Map<string, QParams> {
   const out = new Map<string, QParams>();
-  for (const a of p.activations) {
+  for (const a of [...p.activations, ...(p.choices ?? []).flatMap((c) => c.candidates)]) {
     if (a.sameAs !== undefined) continue;
     if (a.quant.dtype !== 'u8') out.set(a.tensor, { scale: 0.05, zeroPoint: 0 });
     else if (a.clamp?.min === 0) out.set(a.tensor, { scale: (a.clamp.max ?? 8) / 255, zeroPoint: 0 });
@@ -38,9 +39,12 @@ function fixedParams(p: QuantPlan): Map<string, QParams> {
 async function quantize(m: Model, t: TargetName, preset: 'w8a8' | 'w4a8' = 'w8a8'): Promise<{ q: Model; plan: QuantPlan; report: FusionReport }> {
   const q = cloneModel(m);
   const target = getTarget(t);
-  const plan = target.plan(q, config(preset));
+  const planned = target.plan(q, config(preset));
+  const params = fixedParams(planned);
+  // equal scales: each downsample block's choice keeps its first candidate (the projection shortcut's output)
+  const plan = resolveChoices(planned, params).plan;
   quantizeWeights(q, plan.weights);
-  insertQdq(q, plan.activations, fixedParams(plan));
+  insertQdq(q, plan.activations, params);
   assertValid(q);
   return { q, plan, report: target.predictFusion(q) };
 }

@@ -16,7 +16,10 @@ import { buildZooModel } from '../../../models/index.js';
 import {
   collectStatistics,
   computeRange,
+  gridOffset,
+  gridStrides,
   klThreshold,
+  knownNonNegative,
   MIN_SCALE,
   mseThreshold,
   qparamsFor,
@@ -654,4 +657,85 @@ test('collectStatistics channelMeans: per-channel means over every sample equal 
   }
   // relu_out [N,5] with channel axis 1 is the same as -1 here; an axis outside the rank is refused
   await assert.rejects(collectStatistics(m, plans, data, { channelMeans: new Map([['mm_out', 2]]) }), /axis 2/);
+});
+
+test('pooled probe: a non-negative image tensor is read by pooling only; exact max, min 0, channel means, and a per-channel-offset grid sample (the same bins as JS binning those elements)', async () => {
+  // x [N,4,12,10] -> Relu: non-negative with static dims, so calibration reads it with GlobalMaxPool, a one-hot
+  // depthwise Conv (the grid sample) and GlobalAveragePool, never as an NCHW tensor
+  const b = new GraphBuilder('pooled', { opset: 17 });
+  const x = b.input('x', 'f32', [{ param: 'N' }, 4, 12, 10]);
+  const r = b.op('Relu', [x], { name: 'relu' });
+  b.output(b.op('Tanh', [r], { name: 'th' }));
+  const m = b.build();
+  inferShapes(m);
+  const data = randomCalibration(m, { samples: 5, batchSize: 2, seed: 3 });
+  const p = { ...plan('percentile'), tensor: 'relu_out' };
+  // 480 elements per sample, at most 250: cells of 1x2 (2 <= 4 channels; 2x1 would give as many): 240 per sample
+  assert.deepEqual(gridStrides([4, 12, 10], 250), [1, 2]);
+  const st = (await collectStatistics(m, [p], data, { histogramElements: 250, channelMeans: new Map([['relu_out', 1]]) })).get('relu_out')!;
+  const refModel = (() => {
+    const b2 = new GraphBuilder('pooled', { opset: 17 });
+    b2.output(b2.op('Relu', [b2.input('x', 'f32', [{ param: 'N' }, 4, 12, 10])], { name: 'relu' }));
+    return b2.build();
+  })();
+  const s = await createSession(refModel, { optimization: 'disabled' });
+  const h = new StreamingHistogram(HIST_BINS);
+  let mx = -Infinity;
+  const sums = new Float64Array(4);
+  let rows = 0;
+  for await (const feeds of data.batches()) {
+    const all = (await run(s, feeds)).relu_out!.data as Float32Array;
+    const n = all.length / 480;
+    let bmx = -Infinity;
+    for (const v of all) bmx = Math.max(bmx, v);
+    // channel c takes column offset c mod 2 in every 1x2 cell: all 12 rows, columns c%2, c%2+2, ...
+    const picked: number[] = [];
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < 4; c++) {
+        let sum = 0;
+        for (let k = 0; k < 120; k++) sum += all[i * 480 + c * 120 + k]!;
+        sums[c]! += sum / 120;
+        for (let row = 0; row < 12; row++) for (let col = c % 2; col < 10; col += 2) picked.push(all[i * 480 + c * 120 + row * 10 + col]!);
+      }
+    }
+    h.addWithRange(Float32Array.from(picked), 0, bmx);
+    mx = Math.max(mx, bmx);
+    rows += n;
+  }
+  await s.release();
+  assert.equal(st.max, mx, 'the maximum of every element');
+  assert.equal(st.min, 0, 'a Relu output is bounded below by 0');
+  assert.equal(st.count, 5 * 240);
+  assert.deepEqual([...st.histogram!.counts], [...h.counts], 'the grid sample: channel c at offset c mod cells in every cell');
+  for (let c = 0; c < 4; c++) assert.ok(Math.abs(st.channelMean![c]! - sums[c]! / rows) < 1e-6, `mean[${c}]`);
+  assert.deepEqual(st.observedShape, [1, 4, 12, 10], 'the static shape (last batch of 1 row)');
+});
+
+test('gridStrides and knownNonNegative', () => {
+  // ResNet-50 shapes at 16K elements per sample
+  const cells = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  for (const [C, H, W] of [[64, 112, 112], [256, 56, 56], [512, 28, 28], [1024, 14, 14], [2048, 7, 7], [3, 224, 224]] as const) {
+    const s = gridStrides([C, H, W], 16384);
+    const count = (C * H * W) / cells(s);
+    assert.ok(H % s[0]! === 0 && W % s[1]! === 0, `${C}x${H}x${W}: strides ${s} divide the dims`);
+    assert.ok(count <= 16384 || s.every((x, i) => x === [H, W][i]), `${C}x${H}x${W}: ${count} elements`);
+    if (cells(s) <= C) assert.ok(count >= 16384 / 4, `${C}x${H}x${W}: ${count} elements is far below the limit`);
+  }
+  assert.deepEqual(gridStrides([8, 5, 5], 1000), [1, 1], 'small enough: every element');
+  assert.deepEqual(gridStrides([8, 5, 5], 10), [5, 5], 'nothing smaller fits: one cell per channel');
+  assert.deepEqual([0, 1, 2, 3].map((c) => gridOffset(c, 4, 2)), [0, 1, 0, 1]);
+  assert.deepEqual([0, 1].map((c) => gridOffset(c, 2, 8)), [2, 6], 'more cells than channels: offsets spread out');
+  const b = new GraphBuilder('nn', { opset: 17 });
+  const x = b.input('x', 'f32', [1, 2, 4, 4]);
+  const relu = b.op('Relu', [x], { name: 'relu' });
+  const pool = b.op('MaxPool', [relu], { name: 'pool', attrs: { kernel_shape: [2, 2] } });
+  const clip06 = b.op('Clip', [x, b.f32('lo', [], [0]), b.f32('hi', [], [6])], { name: 'clip06' });
+  const clipm = b.op('Clip', [x, b.f32('lo2', [], [-1]), b.f32('hi2', [], [1])], { name: 'clipm' });
+  const th = b.op('Tanh', [relu], { name: 'tanh' });
+  const sig = b.op('Sigmoid', [x], { name: 'sig' });
+  b.output(b.op('Add', [b.op('Add', [pool, b.op('Add', [clip06, clipm], { name: 'a1' })], { name: 'a2' }), b.op('Add', [th, sig], { name: 'a3' })], { name: 'a4' }));
+  const g = b.build().graph;
+  const nn = (t: string) => knownNonNegative(g.findValue(t)!);
+  assert.deepEqual(['relu_out', 'pool_out', 'clip06_out', 'sig_out'].map(nn), [true, true, true, true]);
+  assert.deepEqual(['x', 'clipm_out', 'tanh_out', 'a1_out'].map(nn), [false, false, false, false]);
 });
