@@ -580,15 +580,16 @@ test('float16 tensors: reduced in float32, histogram data decoded', async () => 
 });
 
 test('collectStatistics subsamples large histogram tensors: exact min/max, every 11th element binned (the same bins as JS binning that subsample)', async () => {
+  // (rank 2: the flat path; image tensors of static size take the pooled probe, tested below)
   const b = new GraphBuilder('sub', { opset: 17 });
-  const x = b.input('x', 'f32', [{ param: 'N' }, 3, 40, 40]);
+  const x = b.input('x', 'f32', [{ param: 'N' }, 4800]);
   const y = b.op('Tanh', [x], { name: 'th' });
   b.output(b.op('Neg', [y], { name: 'neg' }));
   const m = b.build();
   inferShapes(m); // the stride comes from the tensor's inferred shape
   const ref = (() => {
     const b2 = new GraphBuilder('sub', { opset: 17 });
-    b2.output(b2.op('Tanh', [b2.input('x', 'f32', [{ param: 'N' }, 3, 40, 40])], { name: 'th' }));
+    b2.output(b2.op('Tanh', [b2.input('x', 'f32', [{ param: 'N' }, 4800])], { name: 'th' }));
     return b2.build();
   })();
   const data = randomCalibration(m, { samples: 5, batchSize: 2, seed: 7 });
@@ -659,56 +660,74 @@ test('collectStatistics channelMeans: per-channel means over every sample equal 
   await assert.rejects(collectStatistics(m, plans, data, { channelMeans: new Map([['mm_out', 2]]) }), /axis 2/);
 });
 
-test('pooled probe: a non-negative image tensor is read by pooling only; exact max, min 0, channel means, and a per-channel-offset grid sample (the same bins as JS binning those elements)', async () => {
+test('pooled probe: an image tensor of static size is read by pooling and depthwise Conv only; exact max (and min, 0 for a Relu output), channel means, and a per-channel-offset grid sample (the same bins as JS binning those elements)', async () => {
   // x [N,4,12,10] -> Relu: non-negative with static dims, so calibration reads it with GlobalMaxPool, a one-hot
   // depthwise Conv (the grid sample) and GlobalAveragePool, never as an NCHW tensor
   const b = new GraphBuilder('pooled', { opset: 17 });
   const x = b.input('x', 'f32', [{ param: 'N' }, 4, 12, 10]);
   const r = b.op('Relu', [x], { name: 'relu' });
-  b.output(b.op('Tanh', [r], { name: 'th' }));
+  const ng = b.op('Sub', [r, b.f32('half', [], [0.5])], { name: 'sub' });
+  b.output(b.op('Tanh', [ng], { name: 'th' }));
   const m = b.build();
   inferShapes(m);
   const data = randomCalibration(m, { samples: 5, batchSize: 2, seed: 3 });
   const p = { ...plan('percentile'), tensor: 'relu_out' };
+  const q = { ...plan('percentile'), tensor: 'sub_out' };
   // 480 elements per sample, at most 250: cells of 1x2 (2 <= 4 channels; 2x1 would give as many): 240 per sample
   assert.deepEqual(gridStrides([4, 12, 10], 250), [1, 2]);
-  const st = (await collectStatistics(m, [p], data, { histogramElements: 250, channelMeans: new Map([['relu_out', 1]]) })).get('relu_out')!;
+  const stats = await collectStatistics(m, [p, q], data, { histogramElements: 250, channelMeans: new Map([['relu_out', 1]]) });
   const refModel = (() => {
     const b2 = new GraphBuilder('pooled', { opset: 17 });
-    b2.output(b2.op('Relu', [b2.input('x', 'f32', [{ param: 'N' }, 4, 12, 10])], { name: 'relu' }));
+    const r2 = b2.op('Relu', [b2.input('x', 'f32', [{ param: 'N' }, 4, 12, 10])], { name: 'relu' });
+    b2.output(r2);
+    b2.output(b2.op('Sub', [r2, b2.f32('half', [], [0.5])], { name: 'sub' }));
     return b2.build();
   })();
   const s = await createSession(refModel, { optimization: 'disabled' });
-  const h = new StreamingHistogram(HIST_BINS);
-  let mx = -Infinity;
+  const ref = { relu_out: { h: new StreamingHistogram(HIST_BINS), mn: Infinity, mx: -Infinity }, sub_out: { h: new StreamingHistogram(HIST_BINS), mn: Infinity, mx: -Infinity } };
   const sums = new Float64Array(4);
   let rows = 0;
   for await (const feeds of data.batches()) {
-    const all = (await run(s, feeds)).relu_out!.data as Float32Array;
-    const n = all.length / 480;
-    let bmx = -Infinity;
-    for (const v of all) bmx = Math.max(bmx, v);
-    // channel c takes column offset c mod 2 in every 1x2 cell: all 12 rows, columns c%2, c%2+2, ...
-    const picked: number[] = [];
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < 4; c++) {
-        let sum = 0;
-        for (let k = 0; k < 120; k++) sum += all[i * 480 + c * 120 + k]!;
-        sums[c]! += sum / 120;
-        for (let row = 0; row < 12; row++) for (let col = c % 2; col < 10; col += 2) picked.push(all[i * 480 + c * 120 + row * 10 + col]!);
+    const out = await run(s, feeds);
+    for (const name of ['relu_out', 'sub_out'] as const) {
+      const all = out[name]!.data as Float32Array;
+      const n = all.length / 480;
+      let bmn = Infinity;
+      let bmx = -Infinity;
+      for (const v of all) (bmn = Math.min(bmn, v)), (bmx = Math.max(bmx, v));
+      // channel c takes column offset c mod 2 in every 1x2 cell: all 12 rows, columns c%2, c%2+2, ...
+      const picked: number[] = [];
+      for (let i = 0; i < n; i++) {
+        for (let c = 0; c < 4; c++) {
+          if (name === 'relu_out') {
+            let sum = 0;
+            for (let k = 0; k < 120; k++) sum += all[i * 480 + c * 120 + k]!;
+            sums[c]! += sum / 120;
+          }
+          for (let row = 0; row < 12; row++) for (let col = c % 2; col < 10; col += 2) picked.push(all[i * 480 + c * 120 + row * 10 + col]!);
+        }
       }
+      const R = ref[name];
+      // the pooled probe bins each batch row by row with the batch's range (0 as the minimum of the Relu output)
+      for (let i = 0; i < n; i++) R.h.addWithRange(Float32Array.from(picked.slice(i * 240, (i + 1) * 240)), name === 'relu_out' ? 0 : bmn, bmx);
+      R.mn = Math.min(R.mn, bmn);
+      R.mx = Math.max(R.mx, bmx);
+      if (name === 'relu_out') rows += n;
     }
-    h.addWithRange(Float32Array.from(picked), 0, bmx);
-    mx = Math.max(mx, bmx);
-    rows += n;
   }
   await s.release();
-  assert.equal(st.max, mx, 'the maximum of every element');
+  const st = stats.get('relu_out')!;
+  assert.equal(st.max, ref.relu_out.mx, 'the maximum of every element');
   assert.equal(st.min, 0, 'a Relu output is bounded below by 0');
   assert.equal(st.count, 5 * 240);
-  assert.deepEqual([...st.histogram!.counts], [...h.counts], 'the grid sample: channel c at offset c mod cells in every cell');
+  assert.deepEqual([...st.histogram!.counts], [...ref.relu_out.h.counts], 'the grid sample: channel c at offset c mod cells in every cell');
   for (let c = 0; c < 4; c++) assert.ok(Math.abs(st.channelMean![c]! - sums[c]! / rows) < 1e-6, `mean[${c}]`);
   assert.deepEqual(st.observedShape, [1, 4, 12, 10], 'the static shape (last batch of 1 row)');
+  // a signed tensor: the exact minimum too (-max of its negation)
+  const sg = stats.get('sub_out')!;
+  assert.ok(ref.sub_out.mn < 0);
+  assert.deepEqual([sg.min, sg.max], [ref.sub_out.mn, ref.sub_out.mx], 'exact minimum and maximum');
+  assert.deepEqual([...sg.histogram!.counts], [...ref.sub_out.h.counts]);
 });
 
 test('gridStrides and knownNonNegative', () => {
