@@ -479,12 +479,12 @@ export async function collectStatistics(
 }
 
 /**
- * The per-sample dims [C, spatial...] of a tensor the pooled probe can read: float32, rank 3 or 4 (one or two
- * spatial dims), static non-zero dims after the batch.
+ * The per-sample dims [C, H, W] of a tensor the pooled probe can read: float32, rank 4 (the layout onnxruntime
+ * blocks as NCHWc), static non-zero dims after the batch.
  */
 function pooledProbeDims(v: Value): number[] | undefined {
   const shape = v.shape;
-  if (v.dtype !== 'f32' || v.isGraphInput || !shape || shape.length < 3 || shape.length > 4) return undefined;
+  if (v.dtype !== 'f32' || v.isGraphInput || !shape || shape.length !== 4) return undefined;
   const dims: number[] = [];
   for (const d of shape.slice(1)) {
     if (typeof d !== 'number' || d < 1) return undefined;
@@ -527,10 +527,10 @@ function constScalar(v: Value | null | undefined): number | undefined {
 
 /**
  * Per spatial dim a divisor of the dim (the cell size), chosen so that C · Π (dim / stride) is as large as it can be
- * without exceeding `limit`, preferably with at most C cells (then channel c's offset c mod cells reaches every
- * position of a cell); every dim its own size when nothing smaller fits (one cell per channel).
+ * without exceeding `limit`, with at most C cells (then channel c's offset c mod cells reaches every position of a
+ * cell). Undefined when no such grid keeps at least a quarter of `limit` (prime spatial dims, few channels).
  */
-export function gridStrides(sample: readonly number[], limit: number): number[] {
+export function gridStrides(sample: readonly number[], limit: number): number[] | undefined {
   const [C, ...sp] = sample as [number, ...number[]];
   const total = sp.reduce((a, d) => a * d, 1);
   if (!Number.isFinite(limit) || C * total <= limit) return sp.map(() => 1);
@@ -552,12 +552,17 @@ export function gridStrides(sample: readonly number[], limit: number): number[] 
     visit(0, [], 1);
     return best;
   };
-  return search(C) ?? search(Infinity) ?? [...sp];
+  // a grid that keeps less than a quarter of the limit, or needs more cells than channels (some offsets never
+  // sampled: a biased sample), is refused: the caller reads such a tensor the flat way
+  const best = search(C);
+  if (!best) return undefined;
+  const count = (C * total) / best.reduce((a, x) => a * x, 1);
+  return count * 4 >= limit ? best : undefined;
 }
 
-/** The offset (row-major in the cell) channel c samples: every offset once per `cells` channels, or spread out. */
-export function gridOffset(c: number, C: number, cells: number): number {
-  return cells <= C ? c % cells : Math.floor(((c + 0.5) * cells) / C);
+/** The offset (row-major in the cell) channel c samples: every offset once per `cells` channels. */
+export function gridOffset(c: number, cells: number): number {
+  return c % cells;
 }
 
 /** The odd stride that brings `v`'s elements per sample to at most `limit` (1 when its shape is not known). */
@@ -608,7 +613,8 @@ function probeModel(
     const v = g.findValue(t.name)!;
     const cm0 = means.get(t.name);
     const sample = pooledProbeDims(v);
-    if (sample && (!cm0 || cm0.axis === 1 || cm0.axis === 1 - cm0.rank)) {
+    const strides = sample && t.hist ? gridStrides(sample, limit) : undefined;
+    if (sample && (!t.hist || strides) && (!cm0 || cm0.axis === 1 || cm0.axis === 1 - cm0.rank)) {
       // an [N, C, spatial...] float32 tensor of static size: only pooling and depthwise Conv read it, which
       // onnxruntime runs in its blocked NCHWc layout, so the tensor is never reordered to NCHW (what tapping costs
       // otherwise). The maximum per channel by GlobalMaxPool, the minimum likewise of its negation (none for a
@@ -641,8 +647,7 @@ function probeModel(
         pooled.mean.parts.push(pool('GlobalAveragePool'));
         pooled.mean.width += C;
       }
-      if (t.hist) {
-        const strides = gridStrides(sample, limit);
+      if (strides) {
         const L = (C * sample.slice(1).reduce((a, d) => a * d, 1)) / strides.reduce((a, x) => a * x, 1);
         seg.data = [pooled.data.width, L];
         pooled.data.width += L;
@@ -656,7 +661,7 @@ function probeModel(
           // noise of binning every element (29.94 vs 30.01 dB, tensorrt).
           const cells = strides.reduce((x, y) => x * y, 1);
           const wd = new Float32Array(C * cells);
-          for (let c = 0; c < C; c++) wd[c * cells + gridOffset(c, C, cells)] = 1;
+          for (let c = 0; c < C; c++) wd[c * cells + gridOffset(c, cells)] = 1;
           const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_grid'), 'f32', [C, 1, ...strides], wd));
           const n = rw.createNode('Conv', [v, w], { name: rw.freshName('qcc_calib_grid'), attrs: { group: { type: 'int', value: C }, kernel_shape: { type: 'ints', value: strides }, strides: { type: 'ints', value: strides } } });
           rw.append(g, n);
