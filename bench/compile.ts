@@ -290,7 +290,7 @@ export function runCompileBench(o: { only?: readonly string[]; presets?: readonl
         const r = runs.find((x) => x.model === 'resnet50' && x.preset === 'w8a8' && x.target === t);
         if (!r?.report) continue;
         const sq = num(r.report.validation.outputs[0]!.sqnrDb);
-        lines.push(`| ${t}: held-out SQNR | ${sq.toFixed(1)} dB | >= ${RESNET50_W8A8_SQNR} dB | ${sq >= RESNET50_W8A8_SQNR ? 'pass' : 'FAIL'} |`);
+        lines.push(`| ${t}: held-out SQNR | ${sq.toFixed(2)} dB | >= ${RESNET50_W8A8_SQNR} dB | ${sq >= RESNET50_W8A8_SQNR ? 'pass' : 'FAIL'} |`);
         const sp = speed.get(t)!.filter((x) => x.report);
         if (sp.length && Number.isFinite(fpAll)) {
           const whole = median(sp.map((x) => x.ms));
