@@ -565,19 +565,38 @@ export function gridOffset(c: number, cells: number): number {
   return c % cells;
 }
 
-/** The odd stride that brings `v`'s elements per sample to at most `limit` (1 when its shape is not known). */
-function subsampleStride(v: Value, limit: number): number {
+/**
+ * The stride that brings `v`'s elements per sample to at most `limit` (1 when its shape is not known): the smallest
+ * one coprime with every trailing product of the per-sample dims (the innermost dim, the last two, ...), so that
+ * the strided positions run through every residue of each: every feature of a [N, T, D] token tensor, every
+ * column and row of a map. A stride that divides D samples the same features in every token (3 of ViT-Ti's 192:
+ * columns 0, 3, 6, ...), blind to outlier features; an odd stride was the rule before (on ViT-Ti W8A8 held-out
+ * SQNR coprime vs odd: see bench/RESULTS.md, "Calibration sample size").
+ */
+export function subsampleStride(v: Value, limit: number): number {
   const shape = v.shape;
   if (!shape || shape.length === 0 || !Number.isFinite(limit)) return 1;
-  let per = 1;
+  const dims: number[] = [];
   for (let i = 1; i < shape.length; i++) {
     const d = shape[i];
     if (typeof d !== 'number') return 1;
-    per *= d;
+    dims.push(d);
   }
+  return coprimeStride(dims, limit);
+}
+
+/** See subsampleStride: the smallest s >= ceil(Π dims / limit) coprime with each trailing product of `dims`. */
+export function coprimeStride(dims: readonly number[], limit: number): number {
+  const per = dims.reduce((a, d) => a * d, 1);
   if (per <= limit) return 1;
-  const s = Math.ceil(per / limit);
-  return s % 2 === 1 ? s : s + 1;
+  const trailing: number[] = [];
+  let p = 1;
+  for (let i = dims.length - 1; i >= 0; i--) {
+    p *= dims[i]!;
+    if (p > 1) trailing.push(p);
+  }
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  for (let s = Math.ceil(per / limit); ; s++) if (trailing.every((t) => gcd(s, t) === 1)) return s;
 }
 
 /** The shared outputs of the pooled probes (names no model uses: the probe copy checks). */

@@ -16,6 +16,7 @@ import { buildZooModel } from '../../../models/index.js';
 import {
   collectStatistics,
   computeRange,
+  coprimeStride,
   gridOffset,
   gridStrides,
   klThreshold,
@@ -757,4 +758,31 @@ test('gridStrides and knownNonNegative', () => {
   const nn = (t: string) => knownNonNegative(g.findValue(t)!);
   assert.deepEqual(['relu_out', 'pool_out', 'clip06_out', 'sig_out'].map(nn), [true, true, true, true]);
   assert.deepEqual(['x', 'clipm_out', 'tanh_out', 'a1_out'].map(nn), [false, false, false, false]);
+});
+
+test('coprimeStride: the smallest stride at or above the budget ratio that is coprime with every trailing product of the dims', () => {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  // ViT-Ti tokens [197, 192]: 3 would sample the same 64 of 192 features in every token; 4 is even; 5 reaches all
+  assert.equal(coprimeStride([197, 192], 16384), 5);
+  const seen = new Set<number>();
+  for (let i = 0; i * 5 < 197 * 192; i++) seen.add((i * 5) % 192);
+  assert.equal(seen.size, 192, 'every feature is sampled');
+  // a ResNet-50 layer1 map [256, 56, 56]: 49 divides 56 * 56 (the same positions in every channel); 51 does not
+  assert.equal(coprimeStride([256, 56, 56], 16384), 51);
+  assert.equal(coprimeStride([4800], 500), 11);
+  assert.equal(coprimeStride([10, 10], 1000), 1, 'within the budget: every element');
+  const r = mulberry32(5);
+  for (let k = 0; k < 200; k++) {
+    const dims = Array.from({ length: 1 + Math.floor(r() * 3) }, () => 1 + Math.floor(r() * 300));
+    const limit = 1 + Math.floor(r() * 5000);
+    const per = dims.reduce((a, d) => a * d, 1);
+    const s = coprimeStride(dims, limit);
+    if (per <= limit) {
+      assert.equal(s, 1);
+      continue;
+    }
+    const trailing = dims.map((_, i) => dims.slice(i).reduce((a, d) => a * d, 1)).filter((t) => t > 1);
+    assert.ok(s >= Math.ceil(per / limit) && trailing.every((t) => gcd(s, t) === 1), `${dims} / ${limit}: ${s}`);
+    for (let x = Math.ceil(per / limit); x < s; x++) assert.ok(trailing.some((t) => gcd(x, t) !== 1), `${dims} / ${limit}: ${x} < ${s} is coprime too`);
+  }
 });
