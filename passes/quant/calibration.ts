@@ -787,25 +787,27 @@ interface Grid {
   readonly top: number;
   /** ∫_0^y (t - q(t))² dt in units of the scale, q rounding to the grid and clipping at 0 and `top`. */
   G(y: number): number;
+  /** The integer grid 0..top (uniformGrid): mseOfThreshold runs its G inline. */
+  readonly uniform?: boolean;
 }
 
 /** Grid 0, 1, ..., top (integers). */
 function uniformGrid(top: number): Grid {
-  return {
-    top,
-    G(y: number): number {
-      if (y <= 0) return (y * y * y) / 3; // below the grid: clipped to 0
-      if (y >= top) {
-        const d = y - top;
-        return top / 12 + (d * d * d) / 3;
-      }
-      // sawtooth: e = y - round(y); each whole period contributes 1/12
-      const u = y + 0.5;
-      const k = Math.floor(u);
-      const r = u - k - 0.5;
-      return k / 12 + (r * r * r + 0.125) / 3 - 1 / 24;
-    },
-  };
+  return { top, uniform: true, G: (y: number) => gUniform(y, top) };
+}
+
+/** uniformGrid's G: ∫_0^y (t - q(t))² dt with q rounding to the integers 0..top (a plain function: inlined in loops). */
+function gUniform(y: number, top: number): number {
+  if (y <= 0) return (y * y * y) / 3; // below the grid: clipped to 0
+  if (y >= top) {
+    const d = y - top;
+    return top / 12 + (d * d * d) / 3;
+  }
+  // sawtooth: e = y - round(y); each whole period contributes 1/12
+  const u = y + 0.5;
+  const k = Math.floor(u);
+  const r = u - k - 0.5;
+  return k / 12 + (r * r * r + 0.125) / 3 - 1 / 24;
 }
 
 /** Grid of sorted non-negative points (e.g. every positive E4M3 value), with cumulative integrals. */
@@ -1013,6 +1015,7 @@ export function klThreshold(countsIn: Float64Array, levels: number, start = SEAR
 function mseOfThreshold(h: Float64Array, n: number, i: number, grid: Grid): number {
   const r = grid.top / i; // y per bin edge, in units of the scale
   const s3 = (i / grid.top) ** 3; // s³ in units of w³
+  if (grid.uniform) return mseOfThresholdUniform(h, n, r, grid.top) * s3;
   let sum = 0;
   let g0 = 0; // G(0)
   for (let k = 0; k < n; k++) {
@@ -1022,6 +1025,19 @@ function mseOfThreshold(h: Float64Array, n: number, i: number, grid: Grid): numb
     g0 = g1;
   }
   return sum * s3;
+}
+
+/** mseOfThreshold's sum on the integer grid: the same operations with gUniform called directly (bit-identical). */
+function mseOfThresholdUniform(h: Float64Array, n: number, r: number, top: number): number {
+  let sum = 0;
+  let g0 = 0;
+  for (let k = 0; k < n; k++) {
+    const g1 = gUniform((k + 1) * r, top);
+    const c = h[k]!;
+    if (c !== 0) sum += c * (g1 - g0);
+    g0 = g1;
+  }
+  return sum;
 }
 
 /**
@@ -1073,15 +1089,14 @@ function mseAsymmetric(c: Float64Array, R: number, w: number, lo0: number, hi0: 
   let j1 = c.length;
   while (j1 > j0 && c[j1 - 1] === 0) j1--;
   if (j0 >= j1 || hi0 <= lo0) return 1;
-  const grid = uniformGrid(levels);
   const z = Math.min(levels, Math.max(0, roundHalfEven((-lo0 * levels) / (hi0 - lo0))));
   const err = (t: number): number => {
     const a = t / 2048;
     const s = (a * (hi0 - lo0)) / levels;
     let sum = 0;
-    let g0 = grid.G((-R + j0 * w) / s + z);
+    let g0 = gUniform((-R + j0 * w) / s + z, levels);
     for (let j = j0; j < j1; j++) {
-      const g1 = grid.G((-R + (j + 1) * w) / s + z);
+      const g1 = gUniform((-R + (j + 1) * w) / s + z, levels);
       const cnt = c[j]!;
       if (cnt !== 0) sum += cnt * (g1 - g0);
       g0 = g1;
