@@ -40,7 +40,7 @@ import type { ScratchData } from '../../ir/onnx/scratch.js';
 import { cloneModel } from '../../ir/clone.js';
 import { dtypeToOnnx, isFloat } from '../../ir/dtype.js';
 import { QccError } from '../../ir/errors.js';
-import { tensorFromTyped, type Tensor, type Value } from '../../ir/ir.js';
+import { tensorFromTyped, type Attr, type Tensor, type Value } from '../../ir/ir.js';
 import type { Model } from '../../ir/ir.js';
 import { decodeF16, decodeFloat8E4M3FN, FP8_MAX, isIntQuantDType, roundHalfEven, saturationRange } from '../../ir/numerics.js';
 import { createSession, run, type Feeds, type OrtTensor } from '../../ir/ort.js';
@@ -279,7 +279,7 @@ function readPooled(
       else c.histogram.add(d); // exact path: counts and skips every non-finite element
     }
   } else {
-    c.addReduced(min, max, n * p.sampleDims!.reduce((a, d) => a * d, 1));
+    c.addReduced(min, max, n * seg.sample.reduce((a, d) => a * d, 1));
   }
   if (seg.mean && cm) {
     const mn = part(p.mean!, 'channel means');
@@ -288,7 +288,7 @@ function readPooled(
     for (let r = 0; r < mn.rows; r++) for (let k = 0; k < C; k++) avg[k]! += mn.d[r * mn.width + off + k]!;
     for (let k = 0; k < C; k++) avg[k]! /= mn.rows;
     cm.acc.add(avg, n, p.tensor);
-    cm.shape = [n, ...p.sampleDims!];
+    cm.shape = [n, ...seg.sample];
   }
 }
 
@@ -312,14 +312,14 @@ interface Probe {
   /** Its minimum; absent for a tensor known to be non-negative (0 bounds it, and every quantization range holds 0). */
   readonly min?: string;
   readonly max: string;
-  /** The static dims of one sample (without the batch), when the probe reads no Shape/Size of its own. */
-  readonly sampleDims?: readonly number[];
   /**
    * Pooled probes: `max`, `mean` and `data` name shared [N, total] outputs (the per-tensor results concatenated, one
    * onnxruntime output each instead of three per tensor: fetching ~170 outputs cost ResNet-50 about 9 ms per run),
    * and these are this tensor's [offset, length) in a row.
    */
   readonly seg?: {
+    /** the static dims of one sample (without the batch): the probe reads no Shape/Size of its own */
+    readonly sample: readonly number[];
     readonly max: readonly [number, number];
     /** -min per channel (signed tensors; a non-negative one has no `min`: 0 bounds it) */
     readonly negMin?: readonly [number, number];
@@ -447,7 +447,7 @@ export async function collectStatistics(
               if (finite) c.histogram.addWithRange(d, mn, mx);
               else c.histogram.add(d); // exact path: counts and skips every non-finite element
             } else {
-              c.addReduced(mn, mx, p.size ? scalar(p.tensor, out[p.size], 'int64') : n * p.sampleDims!.reduce((a, d) => a * d, 1));
+              c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
             }
             if (p.mean) {
               const t = out[p.mean];
@@ -457,7 +457,6 @@ export async function collectStatistics(
               means.get(p.tensor)!.acc.add(t.dims.length > 1 ? meanAlong(md, t.dims.map(Number), 1) : md, n, p.tensor);
               const sh = p.shape ? out[p.shape] : undefined;
               if (sh) means.get(p.tensor)!.shape = Array.from(sh.data as BigInt64Array, Number);
-              else if (p.sampleDims) means.get(p.tensor)!.shape = [n, ...p.sampleDims];
             }
           }
         }
@@ -599,11 +598,67 @@ export function coprimeStride(dims: readonly number[], limit: number): number {
   for (let s = Math.ceil(per / limit); ; s++) if (trailing.every((t) => gcd(s, t) === 1)) return s;
 }
 
-/** The shared outputs of the pooled probes (names no model uses: the probe copy checks). */
-const POOLED_MAX = 'qcc_calib_pooled_max';
-const POOLED_NEG_MIN = 'qcc_calib_pooled_neg_min';
-const POOLED_MEAN = 'qcc_calib_pooled_mean';
-const POOLED_DATA = 'qcc_calib_pooled_data';
+/** The pooled taps of every tensor, by kind, before they are concatenated: the [N, C, 1, 1] or [N, C, h, w] parts. */
+interface PooledParts {
+  max: { parts: Value[]; width: number };
+  negMin: { parts: Value[]; width: number };
+  mean: { parts: Value[]; width: number };
+  data: { parts: Value[]; width: number };
+}
+
+/** One tensor's [offset, length) in each concatenated row (see Probe.seg), and its per-sample dims. */
+type PooledSeg = { max: [number, number]; negMin?: [number, number]; mean?: [number, number]; data?: [number, number]; sample: number[] };
+
+/**
+ * The pooled taps of a [N, C, H, W] float32 tensor of static size: only pooling and depthwise Conv read it, which
+ * onnxruntime runs in its blocked NCHWc layout, so the tensor is never reordered to NCHW (what tapping costs
+ * otherwise). The maximum per channel by GlobalMaxPool, the minimum likewise of its negation (none for a tensor
+ * known to be non-negative: 0 bounds it, and every quantization range holds 0), the histogram sample a grid
+ * (below), the means GlobalAveragePool, the shape the static one. ResNet-50's calibration runs took 1.35x its FP32
+ * runs with ReduceMin/ReduceMax/Slice taps, about 1.2x this way.
+ */
+function addPooledTaps(rw: Rewriter, v: Value, sample: number[], strides: number[] | undefined, withMeans: boolean, pooled: PooledParts): PooledSeg {
+  const g = rw.graph;
+  const node = (op: string, inputs: Value[], attrs: Record<string, Attr> = {}): Value => {
+    const n = rw.createNode(op, inputs, { name: rw.freshName(`qcc_calib_${op}`), attrs });
+    rw.append(g, n);
+    return n.outputs[0]!;
+  };
+  const ints = (value: number[]): Attr => ({ type: 'ints', value });
+  const take = (kind: keyof PooledParts, x: Value, width: number): [number, number] => {
+    const at: [number, number] = [pooled[kind].width, width];
+    pooled[kind].parts.push(x);
+    pooled[kind].width += width;
+    return at;
+  };
+  const C = sample[0]!;
+  const ones = sample.slice(1).map(() => 1);
+  const seg: PooledSeg = { max: take('max', node('GlobalMaxPool', [v]), C), sample };
+  if (!knownNonNegative(v)) {
+    // the minimum as -max(-x): the negation a 1x1 depthwise Conv of weight -1 (exact), so that it stays in NCHWc
+    const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_neg'), 'f32', [C, 1, ...ones], new Float32Array(C).fill(-1)));
+    const neg = node('Conv', [v, w], { group: { type: 'int', value: C }, kernel_shape: ints(ones) });
+    seg.negMin = take('negMin', node('GlobalMaxPool', [neg]), C);
+  }
+  if (withMeans) seg.mean = take('mean', node('GlobalAveragePool', [v]), C);
+  if (strides) {
+    const L = (C * sample.slice(1).reduce((a, d) => a * d, 1)) / strides.reduce((a, x) => a * x, 1);
+    if (strides.every((x) => x === 1)) seg.data = take('data', node('MaxPool', [v], { kernel_shape: ints(strides) }), L);
+    else {
+      // one element per channel from every strides-sized cell, at an offset in the cell that varies with the
+      // channel (gridOffset): a depthwise Conv with one-hot kernels, exact for finite values. The strides divide
+      // the spatial dims, so every position has the same chance. A fixed lattice (the same positions in every
+      // channel) is biased where activations differ by position: on ResNet-50 such lattices put the 99.99th
+      // percentile 4-12 % off the full tensor's, this grid 2-6 % (bench/RESULTS.md, "Calibration sample size").
+      const cells = strides.reduce((x, y) => x * y, 1);
+      const wd = new Float32Array(C * cells);
+      for (let c = 0; c < C; c++) wd[c * cells + gridOffset(c, cells)] = 1;
+      const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_grid'), 'f32', [C, 1, ...strides], wd));
+      seg.data = take('data', node('Conv', [v, w], { group: { type: 'int', value: C }, kernel_shape: ints(strides), strides: ints(strides) }), L);
+    }
+  }
+  return seg;
+}
 
 /**
  * A copy of the model whose outputs are, per computed tensor, ReduceMin and ReduceMax of it (keepdims 0, all
@@ -627,67 +682,15 @@ function probeModel(
   const outs: Value[] = [];
   const probes: Probe[] = [];
   const keep0 = { keepdims: { type: 'int' as const, value: 0 } };
-  const pooled = { max: { parts: [] as Value[], width: 0 }, negMin: { parts: [] as Value[], width: 0 }, mean: { parts: [] as Value[], width: 0 }, data: { parts: [] as Value[], width: 0 } };
+  const pooled: PooledParts = { max: { parts: [], width: 0 }, negMin: { parts: [], width: 0 }, mean: { parts: [], width: 0 }, data: { parts: [], width: 0 } };
+  const pooledTaps: { t: (typeof tensors)[number]; seg: PooledSeg }[] = [];
   for (const t of tensors) {
     const v = g.findValue(t.name)!;
     const cm0 = means.get(t.name);
     const sample = pooledProbeDims(v);
     const strides = sample && t.hist ? gridStrides(sample, limit) : undefined;
     if (sample && (!t.hist || strides) && (!cm0 || cm0.axis === 1 || cm0.axis === 1 - cm0.rank)) {
-      // an [N, C, spatial...] float32 tensor of static size: only pooling and depthwise Conv read it, which
-      // onnxruntime runs in its blocked NCHWc layout, so the tensor is never reordered to NCHW (what tapping costs
-      // otherwise). The maximum per channel by GlobalMaxPool, the minimum likewise of its negation (none for a
-      // tensor known to be non-negative: 0 bounds it, and every quantization range holds 0), the histogram sample
-      // a grid (below), the means GlobalAveragePool, the shape the static one. Calibration runs of ResNet-50 took
-      // 1.35x its FP32 runs with ReduceMin/ReduceMax/Slice taps, about 1.1x this way.
-      const pool = (op: string, attrs: Record<string, { type: 'ints'; value: number[] }> = {}): Value => {
-        const n = rw.createNode(op, [v], { name: rw.freshName(`qcc_calib_${op}`), attrs });
-        rw.append(g, n);
-        return n.outputs[0]!;
-      };
-      const C = sample[0]!;
-      const seg: { max: [number, number]; negMin?: [number, number]; mean?: [number, number]; data?: [number, number] } = { max: [pooled.max.width, C] };
-      pooled.max.parts.push(pool('GlobalMaxPool'));
-      pooled.max.width += C;
-      if (!knownNonNegative(v)) {
-        // the minimum as -max(-x): the negation a 1x1 depthwise Conv of weight -1 (exact), so that it stays in NCHWc
-        const spatial = sample.slice(1).map(() => 1);
-        const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_neg'), 'f32', [C, 1, ...spatial], new Float32Array(C).fill(-1)));
-        const neg = rw.createNode('Conv', [v, w], { name: rw.freshName('qcc_calib_neg'), attrs: { group: { type: 'int', value: C }, kernel_shape: { type: 'ints', value: spatial } } });
-        rw.append(g, neg);
-        const gmp = rw.createNode('GlobalMaxPool', [neg.outputs[0]!], { name: rw.freshName('qcc_calib_GlobalMaxPool') });
-        rw.append(g, gmp);
-        seg.negMin = [pooled.negMin.width, C];
-        pooled.negMin.parts.push(gmp.outputs[0]!);
-        pooled.negMin.width += C;
-      }
-      if (cm0) {
-        seg.mean = [pooled.mean.width, C];
-        pooled.mean.parts.push(pool('GlobalAveragePool'));
-        pooled.mean.width += C;
-      }
-      if (strides) {
-        const L = (C * sample.slice(1).reduce((a, d) => a * d, 1)) / strides.reduce((a, x) => a * x, 1);
-        seg.data = [pooled.data.width, L];
-        pooled.data.width += L;
-        if (strides.every((x) => x === 1)) pooled.data.parts.push(pool('MaxPool', { kernel_shape: { type: 'ints', value: strides } }));
-        else {
-          // one element per channel from every strides-sized cell, at an offset in the cell that varies with the
-          // channel (gridOffset): a depthwise Conv with one-hot kernels, exact for finite values. The strides divide
-          // the spatial dims, so every position has the same chance. A fixed lattice (the same positions in every
-          // channel) is biased where activations differ by position: on ResNet-50 such lattices put the 99.99th
-          // percentile 8-12 % off the full tensor's (this grid: 2-6 %, sampling noise). Held-out SQNR still moves
-          // by up to ~0.3 dB with the sample (grid or strided, 16K or 32K elements) on ResNet-50 and ViT-Ti.
-          const cells = strides.reduce((x, y) => x * y, 1);
-          const wd = new Float32Array(C * cells);
-          for (let c = 0; c < C; c++) wd[c * cells + gridOffset(c, cells)] = 1;
-          const w = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_grid'), 'f32', [C, 1, ...strides], wd));
-          const n = rw.createNode('Conv', [v, w], { name: rw.freshName('qcc_calib_grid'), attrs: { group: { type: 'int', value: C }, kernel_shape: { type: 'ints', value: strides }, strides: { type: 'ints', value: strides } } });
-          rw.append(g, n);
-          pooled.data.parts.push(n.outputs[0]!);
-        }
-      }
-      probes.push({ tensor: t.name, collector: t.collector, max: POOLED_MAX, ...(seg.negMin ? { min: POOLED_NEG_MIN } : {}), sampleDims: sample, seg, ...(seg.data ? { data: POOLED_DATA } : {}), ...(seg.mean ? { mean: POOLED_MEAN } : {}) });
+      pooledTaps.push({ t, seg: addPooledTaps(rw, v, sample, strides, cm0 !== undefined, pooled) });
       continue;
     }
     // reductions in float32 whatever the tensor's float type (onnxruntime's CPU reductions lack float16 kernels)
@@ -752,9 +755,10 @@ function probeModel(
       probes.push({ tensor: t.name, collector: t.collector, min, max, size: add('Size'), ...(mean ? { mean } : {}), ...(shape ? { shape } : {}) });
     }
   }
-  // the pooled probes' results, each kind flattened to [N, -1] and concatenated into one output
+  // the pooled taps' results, each kind flattened to [N, -1] and concatenated into one output
   const flat = rw.addInitializer(tensorFromTyped(rw.freshName('qcc_calib_rows'), 'i64', [2], BigInt64Array.of(0n, -1n)));
-  for (const [kind, name] of [['max', POOLED_MAX], ['negMin', POOLED_NEG_MIN], ['mean', POOLED_MEAN], ['data', POOLED_DATA]] as const) {
+  const catName: Partial<Record<keyof PooledParts, string>> = {};
+  for (const kind of ['max', 'negMin', 'mean', 'data'] as const) {
     const parts = pooled[kind].parts;
     if (parts.length === 0) continue;
     const rows = parts.map((x) => {
@@ -762,10 +766,21 @@ function probeModel(
       rw.append(g, n);
       return n.outputs[0]!;
     });
-    const cat = rw.createNode('Concat', rows, { name: rw.freshName('qcc_calib_Concat'), attrs: { axis: { type: 'int', value: 1 } } });
+    const cat = rw.createNode('Concat', rows, { name: rw.freshName(`qcc_calib_pooled_${kind}`), attrs: { axis: { type: 'int', value: 1 } } });
     rw.append(g, cat);
-    rw.rename(cat.outputs[0]!, name);
     outs.push(cat.outputs[0]!);
+    catName[kind] = cat.outputs[0]!.name;
+  }
+  for (const { t, seg } of pooledTaps) {
+    probes.push({
+      tensor: t.name,
+      collector: t.collector,
+      max: catName.max!,
+      ...(seg.negMin ? { min: catName.negMin! } : {}),
+      seg,
+      ...(seg.data ? { data: catName.data! } : {}),
+      ...(seg.mean ? { mean: catName.mean! } : {}),
+    });
   }
   rw.setGraphOutputs(g, [...new Set(outs)]);
   dce.run(c);

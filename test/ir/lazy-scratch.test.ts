@@ -157,17 +157,27 @@ describe('ScratchData', () => {
 });
 
 describe('compile with weights on disk', () => {
-  test('a lazily loaded model compiles to the same quantized model as an eagerly loaded one; no scratch folder is left', async () => {
+  test('a lazily loaded model compiles to the same quantized model as an eagerly loaded one; the scratch folder exists during calibration and is gone after', async () => {
     const f = saved();
-    const scratchDirs = () => fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith('qcc-scratch-')).sort();
-    const dirsBefore = scratchDirs();
-    const o = { target: 'tensorrt' as const, config: presetConfig('w8a8'), calibSamples: 4, validationSamples: 2 };
-    const a = await compile(loadModel(f), o);
-    const b = await compile(loadModel(f, { lazy: true, lazyMinBytes: 1024 }), o);
-    assert.ok(bytesEqual(encodeModel(b.model), encodeModel(a.model)));
-    assert.ok(b.model.graph.initializers.every((v) => v.initializer!.data.kind !== 'external' || !v.initializer!.data.baseDir.includes('qcc-scratch-')));
-    assert.equal(b.report.validation.outputs[0]!.sqnrDb, a.report.validation.outputs[0]!.sqnrDb);
-    assert.ok(b.report.timings.some((t) => t.phase === 'spill-weights'));
-    assert.deepEqual(scratchDirs(), dirsBefore);
+    // a private temporary folder (other test files compile at the same time): os.tmpdir() reads TMPDIR
+    const tmp = freshDir();
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    const scratchDirs = () => fs.readdirSync(tmp).filter((d) => d.startsWith('qcc-scratch-'));
+    const during: string[][] = [];
+    try {
+      const o = { target: 'tensorrt' as const, config: presetConfig('w8a8'), calibSamples: 4, validationSamples: 2 };
+      const a = await compile(loadModel(f), o);
+      const b = await compile(loadModel(f, { lazy: true, lazyMinBytes: 1024 }), { ...o, onProgress: (p) => void (p.phase === 'calibrate' && during.push(scratchDirs())) });
+      assert.ok(bytesEqual(encodeModel(b.model), encodeModel(a.model)));
+      assert.ok(b.model.graph.initializers.every((v) => v.initializer!.data.kind !== 'external' || !v.initializer!.data.baseDir.includes('qcc-scratch-')));
+      assert.equal(b.report.validation.outputs[0]!.sqnrDb, a.report.validation.outputs[0]!.sqnrDb);
+      assert.ok(b.report.timings.some((t) => t.phase === 'spill-weights'));
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+    }
+    assert.ok(during.length > 0 && during.every((d) => d.length === 1), `one scratch folder while calibrating: ${JSON.stringify(during)}`);
+    assert.deepEqual(scratchDirs(), [], 'removed after compile');
   });
 });
