@@ -14,7 +14,7 @@ import { mulberry32 } from '../../ir/random.js';
 import { verify } from '../../ir/verify.js';
 import { buildZooModel } from '../../models/index.js';
 import type { CalibrationData } from '../../passes/quant/calib-data.js';
-import { compile, sampleRange, type CompileResult } from '../../targets/compile.js';
+import { compile, LATENCY_MIN_MS, sampleRange, type CompileResult } from '../../targets/compile.js';
 import { presetConfig } from '../../targets/config.js';
 import { RANDOM_CALIBRATION_WARNING } from '../../targets/report.js';
 import { tinyCnn } from '../util/tiny-cnn.js';
@@ -130,6 +130,10 @@ describe('compile() on a small residual CNN', () => {
     assert.equal(o.fused, 5);
     assert.deepEqual(o.mispredicted, []);
     assert.ok(o.speedup! > 0 && o.latencyMs!.fp32 > 0);
+    // a tiny model: the FP32 runs go on until they fill LATENCY_MIN_MS (or the cap), far more than the 7 asked for
+    const L = o.latencyMs!;
+    assert.ok(L.runs > 7 && (L.runs * L.fp32 >= LATENCY_MIN_MS * 0.5 || L.runs === 1000), JSON.stringify(L));
+    assert.match(r.summary, new RegExp(`median of ${L.runs}\\)`));
     assert.match(r.summary, /onnxruntime check \(optimized graph\): 5 \/ 5 quantized Conv\/MatMul\/Gemm fused \(4 QLinearConv, 1 QLinearAdd, 1 QGemm\)/);
     // the graph output keeps its name and reads a DequantizeLinear; the float tensor the layer writes is renamed
     const out = r.model.graph.outputs[0]!;
