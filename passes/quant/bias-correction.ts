@@ -57,17 +57,8 @@ export function meanAxisFor(n: Node): number | undefined {
   }
 }
 
-/**
- * The float weights a DequantizeLinear over initializers produces; undefined when it is not one. 8-bit integer
- * weights with one scale per output row (per-tensor, or per-channel on axis 0: Conv's layout) are returned as the
- * integers and their row scales, so that a Conv's correction reads them without a float64 copy of the weight;
- * everything else as float64 values.
- */
-type QuantWeight =
-  | { readonly kind: 'values'; readonly values: Float64Array; readonly dims: readonly number[] }
-  | { readonly kind: 'rows'; readonly data: Int8Array | Uint8Array; readonly scale: Float32Array; readonly zp: readonly number[] | undefined; readonly perRow: boolean; readonly dims: readonly number[] };
-
-function dequantizedWeight(v: Value | null | undefined): QuantWeight | undefined {
+/** The float weights a DequantizeLinear over initializers produces, float64; undefined when it is not one. */
+function dequantizedWeight(v: Value | null | undefined): { values: Float64Array; dims: readonly number[] } | undefined {
   const dq = v?.producer;
   if (!dq || dq.op !== 'DequantizeLinear') return undefined;
   const [x, s, z] = [dq.inputs[0]?.initializer, dq.inputs[1]?.initializer, dq.inputs[2]?.initializer];
@@ -96,16 +87,8 @@ function dequantizedWeight(v: Value | null | undefined): QuantWeight | undefined
           : Array.from(z.typed() as ArrayLike<number>, Number);
   const raw = x.bytes();
   const data = dt === 'i8' ? new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength) : raw;
-  if ((dt === 'i8' || dt === 'u8') && (g.kind === 'per-tensor' || (g.kind === 'per-channel' && g.axis === 0))) {
-    return { kind: 'rows', data, scale, zp, perRow: g.kind === 'per-channel', dims };
-  }
-  return { kind: 'values', values: dequantizeStored(data, dt, dims, g, scale, zp), dims };
+  return { values: dequantizeStored(data, dt, dims, g, scale, zp), dims };
 }
-
-function elementCount(dims: readonly number[]): number {
-  return dims.reduce((a, d) => a * d, 1);
-}
-
 
 /**
  * f_k per kernel tap (row-major over the kernel's spatial dims): the fraction of output positions at which tap k
@@ -173,9 +156,9 @@ export function correctBias(q: Model, fp: Model, inputs: ReadonlyMap<string, Inp
     const mu = xs?.channelMean;
     if (!mu) continue;
     const wf = w.typed() as Float32Array | Float64Array;
-    const count = elementCount(wq.dims);
-    if (wf.length !== count) throw new QccError('E_PASS_FAILED', `bias correction: '${n.name}' has ${count} quantized weights but ${wf.length} float ones`, { node: n.name });
+    if (wf.length !== wq.values.length) throw new QccError('E_PASS_FAILED', `bias correction: '${n.name}' has ${wq.values.length} quantized weights but ${wf.length} float ones`, { node: n.name });
     const dims = wq.dims;
+    const qv = wq.values;
     let shift: Float64Array;
     let biasTarget: { node: Node; input: number; scale: number } | undefined;
     if (n.op === 'Conv') {
@@ -187,38 +170,17 @@ export function correctBias(q: Model, fp: Model, inputs: ReadonlyMap<string, Inp
       const cover = tapCoverage(ref, dims.slice(2), xs.observedShape ?? ref.inputs[0]?.shape);
       if (cover.length !== k) throw new QccError('E_PASS_FAILED', `bias correction: '${n.name}' has ${k} kernel taps but ${cover.length} coverage factors`, { node: n.name });
       shift = new Float64Array(M);
-      if (wq.kind === 'rows') {
-        // the common case: 8-bit integers with row scales, dequantized on the fly
-        const q8 = wq.data;
-        for (let o = 0; o < M; o++) {
-          const base = Math.floor(o / mg) * cg;
-          const g = wq.perRow ? o : 0;
-          const sc = wq.scale[g]!;
-          const z = wq.zp ? wq.zp[g]! : 0;
-          let s = 0;
-          for (let c = 0; c < cg; c++) {
-            const m = mu[base + c]!;
-            const off = (o * cg + c) * k;
-            let d = 0;
-            for (let j = 0; j < k; j++) d += ((q8[off + j]! - z) * sc - wf[off + j]!) * cover[j]!;
-            s += d * m;
-          }
-          shift[o] = s;
+      for (let o = 0; o < M; o++) {
+        const base = Math.floor(o / mg) * cg;
+        let s = 0;
+        for (let c = 0; c < cg; c++) {
+          const m = mu[base + c]!;
+          const off = (o * cg + c) * k;
+          let d = 0;
+          for (let j = 0; j < k; j++) d += (qv[off + j]! - wf[off + j]!) * cover[j]!;
+          s += d * m;
         }
-      } else {
-        const qv = wq.values;
-        for (let o = 0; o < M; o++) {
-          const base = Math.floor(o / mg) * cg;
-          let s = 0;
-          for (let c = 0; c < cg; c++) {
-            const m = mu[base + c]!;
-            const off = (o * cg + c) * k;
-            let d = 0;
-            for (let j = 0; j < k; j++) d += (qv[off + j]! - wf[off + j]!) * cover[j]!;
-            s += d * m;
-          }
-          shift[o] = s;
-        }
+        shift[o] = s;
       }
       biasTarget = { node: n, input: 2, scale: 1 };
     } else {
@@ -227,7 +189,6 @@ export function correctBias(q: Model, fp: Model, inputs: ReadonlyMap<string, Inp
       const [K, N] = transB ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!];
       if (mu.length !== K) continue;
       shift = new Float64Array(N);
-      const qv = wq.kind === 'values' ? wq.values : dequantizeStored(wq.data, wq.data instanceof Int8Array ? 'i8' : 'u8', dims, wq.perRow ? { kind: 'per-channel', axis: 0 } : { kind: 'per-tensor' }, wq.scale, wq.zp);
       for (let kk = 0; kk < K; kk++) {
         const m = mu[kk]!;
         if (m === 0) continue;
