@@ -26,8 +26,8 @@ import type { DType } from '../ir/dtype.js';
 import { isFloat, isSubByte } from '../ir/dtype.js';
 import { QccError } from '../ir/errors.js';
 import type { Model, Node, Value } from '../ir/ir.js';
-import { f16BitsToF32 } from '../ir/numerics.js';
 import type { ActivationChoice, ActivationPlan, Calibrator, Fallback, Granularity, Preset, QDType, QParams, QuantConfig, QuantPlan, TensorQuant, WeightPlan } from '../passes/quant/types.js';
+import { clampOf, constScalar, constValues } from '../passes/quant/value-range.js';
 import { keptFpBy, layerOverride } from './config.js';
 import type { LayerRequest, OperandRequest, Reason } from './target.js';
 
@@ -191,51 +191,8 @@ export function soleConsumer(v: Value | null | undefined): Node | undefined {
   return v.uses[0]!.node;
 }
 
-/** Numeric elements of a small constant (initializer) tensor, undefined otherwise (and for packed sub-byte types). f16/bf16 are decoded; 8-bit float types give their codes. */
-export function constValues(v: Value | null | undefined, max = 4096): number[] | undefined {
-  const t = v?.initializer;
-  if (!t || t.size > max || t.dtype === 'string' || isSubByte(t.dtype)) return undefined;
-  const a = t.typed();
-  const out: number[] = [];
-  for (let i = 0; i < t.size; i++) {
-    const x = a[i] as number | bigint;
-    out.push(t.dtype === 'f16' ? f16BitsToF32(Number(x)) : t.dtype === 'bf16' ? bf16(Number(x)) : Number(x));
-  }
-  return out;
-}
-
-function bf16(bits: number): number {
-  const b = new DataView(new ArrayBuffer(4));
-  b.setUint32(0, bits << 16);
-  return b.getFloat32(0);
-}
-
-export function constScalar(v: Value | null | undefined): number | undefined {
-  const c = constValues(v, 1);
-  return c && c.length === 1 ? c[0] : undefined;
-}
-
-/** The [min, max] of a Relu or a Clip with constant bounds (undefined for other nodes or computed bounds). */
-export function clampOf(n: Node | null | undefined): { min?: number; max?: number } | undefined {
-  if (!n) return undefined;
-  switch (opOfNode(n)) {
-    case 'Relu':
-      return { min: 0 };
-    case 'Clip': {
-      if (n.opsetVersion > 0 && n.opsetVersion < 11) {
-        return { min: n.attrFloat('min', -3.4028234663852886e38), max: n.attrFloat('max', 3.4028234663852886e38) };
-      }
-      const lo = n.inputs[1];
-      const hi = n.inputs[2];
-      const min = lo ? constScalar(lo) : undefined;
-      const max = hi ? constScalar(hi) : undefined;
-      if ((lo && min === undefined) || (hi && max === undefined)) return undefined;
-      return { ...(min !== undefined ? { min } : {}), ...(max !== undefined ? { max } : {}) };
-    }
-    default:
-      return undefined;
-  }
-}
+// constant values and the ranges Relu/Clip fix are target-neutral graph facts (calibration reads them too)
+export { clampOf, constScalar, constValues };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Q/DQ queries (fusion predictors)

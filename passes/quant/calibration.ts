@@ -48,6 +48,7 @@ import { Rewriter } from '../../ir/rewriter.js';
 import { dce } from '../dce.js';
 import { batchRows, inputBatching, type CalibrationData } from './calib-data.js';
 import { HIST_BINS, histQuantile, StreamingHistogram, usedBins } from './histogram.js';
+import { knownNonNegative } from './value-range.js';
 import type { ActivationPlan, QDType, QParams, Range, TensorQuant } from './types.js';
 
 export type { Feeds } from '../../ir/ort.js';
@@ -490,38 +491,6 @@ function pooledProbeDims(v: Value): number[] | undefined {
     dims.push(d);
   }
   return dims;
-}
-
-/** Whether every element of `v` is >= 0 by construction: Relu, Clip from >= 0, Sigmoid, ..., through pooling. */
-export function knownNonNegative(v: Value, depth = 0): boolean {
-  const p = v.producer;
-  if (!p || depth > 32 || p.outputs[0] !== v || (p.domain !== '' && p.domain !== 'ai.onnx')) return false;
-  switch (p.opType) {
-    case 'Relu':
-    case 'Sigmoid':
-    case 'HardSigmoid':
-    case 'Softplus':
-    case 'Abs':
-      return true;
-    case 'Clip': {
-      const lo = p.opsetVersion < 11 ? p.attrFloat('min') : constScalar(p.inputs[1]);
-      return lo !== undefined && lo >= 0;
-    }
-    case 'MaxPool':
-    case 'AveragePool':
-    case 'GlobalMaxPool':
-    case 'GlobalAveragePool':
-    case 'Identity':
-      return knownNonNegative(p.inputs[0]!, depth + 1);
-    default:
-      return false;
-  }
-}
-
-function constScalar(v: Value | null | undefined): number | undefined {
-  const t = v?.initializer;
-  if (!t || t.size !== 1 || !isFloat(t.dtype) || t.dtype !== 'f32') return undefined;
-  return (t.typed() as Float32Array)[0];
 }
 
 /**

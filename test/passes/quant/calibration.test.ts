@@ -20,7 +20,6 @@ import {
   gridOffset,
   gridStrides,
   klThreshold,
-  knownNonNegative,
   MIN_SCALE,
   mseThreshold,
   qparamsFor,
@@ -28,6 +27,7 @@ import {
   type TensorStats,
 } from '../../../passes/quant/calibration.js';
 import { HIST_BINS, StreamingHistogram } from '../../../passes/quant/histogram.js';
+import { knownNonNegative } from '../../../passes/quant/value-range.js';
 import type { ActivationPlan, Calibrator, TensorQuant } from '../../../passes/quant/types.js';
 
 const I8: TensorQuant = { dtype: 'i8', granularity: { kind: 'per-tensor' }, symmetric: true };
