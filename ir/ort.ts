@@ -54,37 +54,36 @@ export async function createSession(model: Model | Uint8Array, opts: SessionOpti
     logSeverityLevel: 3,
     ...(opts.optimizedModelFilePath ? { optimizedModelFilePath: opts.optimizedModelFilePath } : {}),
   };
-  // (not when onnxruntime writes its optimized graph: that file would point at the temporary data file)
-  // weights already in a scratch folder: onnxruntime reads them from there (only the graph is written)
-  const inPlace = !(model instanceof Uint8Array) && !opts.optimizedModelFilePath ? opts.scratch?.sessionFile(model) : undefined;
-  if (inPlace) {
+  const load = async (src: string | Uint8Array): Promise<ort.InferenceSession> => {
     try {
-      return await ort.InferenceSession.create(inPlace, options);
+      return await (typeof src === 'string' ? ort.InferenceSession.create(src, options) : ort.InferenceSession.create(src, options));
     } catch (e) {
       throw new QccError('E_ORT', `onnxruntime could not load the model: ${firstLine(e)}`);
-    } finally {
-      fs.rmSync(inPlace, { force: true });
+    }
+  };
+  // from a file (never when onnxruntime writes its optimized graph: that file would point at the temporary data file)
+  if (!(model instanceof Uint8Array) && !opts.optimizedModelFilePath) {
+    // weights already in a scratch folder: onnxruntime reads them from there (only the graph is written)
+    const inPlace = opts.scratch?.sessionFile(model);
+    if (inPlace) {
+      try {
+        return await load(inPlace);
+      } finally {
+        fs.rmSync(inPlace, { force: true });
+      }
+    }
+    if (initializerBytes(model) >= FILE_SESSION_BYTES) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-session-'));
+      try {
+        const file = path.join(dir, 'model.onnx');
+        saveModel(model, file, { externalData: { align: 4096 } });
+        return await load(file);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     }
   }
-  if (!(model instanceof Uint8Array) && !opts.optimizedModelFilePath && initializerBytes(model) >= FILE_SESSION_BYTES) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcc-session-'));
-    try {
-      const file = path.join(dir, 'model.onnx');
-      saveModel(model, file, { externalData: { align: 4096 } });
-      return await ort.InferenceSession.create(file, options);
-    } catch (e) {
-      if (e instanceof QccError) throw e;
-      throw new QccError('E_ORT', `onnxruntime could not load the model: ${firstLine(e)}`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
-  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-  try {
-    return await ort.InferenceSession.create(bytes, options);
-  } catch (e) {
-    throw new QccError('E_ORT', `onnxruntime could not load the model: ${firstLine(e)}`);
-  }
+  return load(model instanceof Uint8Array ? model : encodeModel(model));
 }
 
 export async function run(session: ort.InferenceSession, feeds: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {

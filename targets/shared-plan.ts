@@ -409,7 +409,8 @@ export function planQuantization(model: Model, config: QuantConfig, spec: Placem
         }
         continue;
       }
-      const fused = fusable[0]!;
+      // the Add fuses into the Conv that runs last (its other input is ready by then)
+      const fused = fusable.reduce((a, b) => (order.get(n.inputs[b]!.producer!)! > order.get(n.inputs[a]!.producer!)! ? b : a));
       const q = quantizedOps.get(n.inputs[fused]!.producer!)!;
       if (res.quantize === 'shortcut') {
         addConsumer(n.inputs[1 - fused]!, n, 1 - fused, q.quant, q.calibrator);
@@ -491,14 +492,13 @@ export function planQuantization(model: Model, config: QuantConfig, spec: Placem
       ...(e.graphOutput ? { graphOutput: true } : {}),
     }]);
   const activations = all.filter(([e]) => !choiceOf.has(e.value)).map(([, a]) => a);
-  const choices: ActivationChoice[] = [];
+  // candidates grouped by their Add, in producer order (`all` is sorted by position)
+  const byAdd = new Map<string, ActivationPlan[]>();
   for (const [e, a] of all) {
     const add = choiceOf.get(e.value);
-    if (!add) continue;
-    const c = choices.find((x) => x.node === add.name);
-    if (c) (c.candidates as ActivationPlan[]).push(a); // (in producer order: `all` is sorted by position)
-    else choices.push({ node: add.name, candidates: [a] });
+    if (add) byAdd.set(add.name, [...(byAdd.get(add.name) ?? []), a]);
   }
+  const choices: ActivationChoice[] = [...byAdd].map(([node, candidates]) => ({ node, candidates }));
   const weights: WeightPlan[] = [];
   for (const L of [...layers.values()].sort((a, b) => order.get(a.node)! - order.get(b.node)!)) {
     for (const w of L.request.weights) weights.push({ node: L.node.name, input: w.input, quant: w.quant, ...(config.mseClip ? { mseClip: true } : {}) });

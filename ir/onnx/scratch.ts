@@ -14,12 +14,11 @@ import { QccError } from '../errors.js';
 import { Tensor, type Graph, type Model } from '../ir.js';
 import { Rewriter } from '../rewriter.js';
 import { clearExternalCache } from './external.js';
-import { KEEP_EXTERNAL, encodeModelChunks, writeFileAtomic } from './writer.js';
+import { KEEP_EXTERNAL, PROTOBUF_LIMIT, encodeModelChunks, writeFileAtomic } from './writer.js';
 
 /** Initializers of at least this many bytes are spilled (external ones are always: they are read from disk anyway). */
 export const SPILL_MIN_BYTES = 64 << 10;
 const ALIGN = 4096;
-const PROTOBUF_LIMIT = 2 ** 31 - 1;
 
 export class ScratchData {
   private files = 0;

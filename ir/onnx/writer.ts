@@ -31,7 +31,8 @@ export interface ExternalPlan {
   readonly parts: { offset: number; tensor: Tensor }[];
 }
 
-const PROTOBUF_LIMIT = 2 ** 31 - 1;
+/** protobuf's message size limit: larger models need external data. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
 
 /** Plan for in-memory copies (clone): external tensors keep their references, nothing new goes external. */
 export const KEEP_EXTERNAL: ExternalPlan = Object.freeze({ location: '', threshold: Infinity, align: 1, size: 0, parts: Object.freeze([]) as unknown as ExternalPlan['parts'] }) as ExternalPlan;

@@ -121,12 +121,12 @@ export const KL_EPS = 1e-4;
 export const MIN_SCALE = 2 ** -64;
 /**
  * Histogram elements per sample and tensor (default of collectStatistics' `histogramElements`): a larger tensor
- * hands onnxruntime's output copy and the JS binning a strided subsample (every s-th element in memory order, s odd
- * so that it does not alias power-of-two rows and channels). Its minimum and maximum stay exact (in-graph
- * reductions over every element). With 32 samples that is >= 524K elements per histogram: the 99.99th percentile
- * still rests on >= 52 tail elements. Copying every activation of ResNet-50 out of onnxruntime (17M floats per
- * sample) cost more than the inference itself; at 65536 per tensor the copy and binning still cost ResNet-50's
- * calibration ~0.6 s of ~2.9 s, at 16384 ~0.15 s, with held-out SQNR unchanged (31.58 dB both; 8192: 31.40 dB).
+ * hands onnxruntime's output copy and the JS binning a subsample. Feature maps of static size take a grid sample
+ * (addPooledTaps: 4K-16K elements), other tensors a strided one whose stride is coprime with every trailing product
+ * of their dims (subsampleStride). Minimum and maximum stay exact (in-graph reductions over every element). With 32
+ * samples that is >= 131K elements per histogram. Copying every activation of ResNet-50 out of onnxruntime (17M
+ * floats per sample) cost more than the inference itself; held-out SQNR at this budget is within 0.2 dB of binning
+ * every element on the zoo models (bench/RESULTS.md, "Calibration sample size").
  */
 export const HIST_ELEMENTS = 16384;
 const F32_MAX = 3.4028234663852886e38;

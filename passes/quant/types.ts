@@ -81,7 +81,6 @@ export interface Fallback {
   readonly reason: string;
 }
 
-/** What a target decides for a model under a config. */
 /**
  * Placements decided after calibration. TensorRT fuses a residual Add into one of the Convs feeding it and needs the
  * Add's other input quantized; when both inputs are quantized Convs' outputs either Conv can take the Add, and the
@@ -94,6 +93,7 @@ export interface ActivationChoice {
   readonly candidates: readonly ActivationPlan[];
 }
 
+/** What a target decides for a model under a config. */
 export interface QuantPlan {
   readonly activations: readonly ActivationPlan[];
   /** Placements to resolve once scales are known (resolveChoices in targets/shared-plan.ts); absent: none. */
