@@ -48,6 +48,7 @@ export interface CompileArgs {
   'external-data'?: boolean;
   dim?: (string | number)[];
   'ort-check'?: boolean;
+  'segment-mb'?: number;
   progress?: boolean;
 }
 
@@ -148,6 +149,8 @@ async function runCompile(a: CompileArgs, io: CliIo): Promise<void> {
   const calibSamples = int(a['calib-samples'], '--calib-samples', 1);
   const validationSamples = int(a['validation-samples'], '--validation-samples', 1);
   const seed = int(a.seed, '--seed', 0);
+  const segmentMb = a['segment-mb'];
+  if (segmentMb !== undefined && !(Number.isFinite(segmentMb) && segmentMb >= 0)) throw new QccError('E_USAGE', `--segment-mb must be a number >= 0, got ${String(segmentMb)}`);
   if (seed !== undefined && seed > 0xffffffff) throw new QccError('E_USAGE', `--seed must be at most 2^32-1, got ${seed}`);
   let calib: CompileOptions['calib'];
   if (a.calib !== undefined && a.calib !== 'random') calib = { dir: a.calib, ...(a.preprocess !== undefined ? { preprocess: parsePreprocess(a.preprocess) } : {}) };
@@ -169,6 +172,7 @@ async function runCompile(a: CompileArgs, io: CliIo): Promise<void> {
       ...(seed !== undefined ? { seed } : {}),
       ...(dims ? { dims } : {}),
       ...(a['ort-check'] !== undefined ? { ortCheck: a['ort-check'] } : {}),
+      ...(segmentMb !== undefined ? { segmentBytes: Math.round(segmentMb * 2 ** 20) } : {}),
       modelName: path.basename(a.model),
       output: out,
       ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
@@ -228,6 +232,7 @@ export function compileCommand(io: CliIo): CommandModule<object, CompileArgs> {
         .option('seed', { type: 'number', describe: 'seed of random calibration/validation inputs', defaultDescription: '0' })
         .option('external-data', { type: 'boolean', describe: 'store large tensors in <OUT>.data (needed above 2 GiB)' })
         .option('ort-check', { type: 'boolean', describe: "count onnxruntime's fused quantized kernels and measure the speedup", defaultDescription: 'on for --target ort' })
+        .option('segment-mb', { type: 'number', describe: 'onnxruntime runs models with more weights than this in segments of at most this many MiB, one session at a time (bounds memory); 0: whole model', defaultDescription: '32' })
         .option('progress', { type: 'boolean', describe: 'progress bar on stderr', defaultDescription: 'when stderr is a terminal' }) as unknown as Argv<CompileArgs>,
     handler: (a) => runCompile(a, io),
   };

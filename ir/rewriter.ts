@@ -402,6 +402,34 @@ export class Rewriter {
     return v;
   }
 
+  /**
+   * Turns node output `v` into a graph input of its graph, keeping its name, type and uses (to cut a graph in
+   * pieces): its producer gets a fresh unused output in its place.
+   */
+  detachAsInput(v: Value): void {
+    const p = v._producer;
+    if (!p) throw new QccError('E_IR_MUTATION', `detachAsInput: ${v.name} is not a node output`, { tensor: v.name });
+    const g = v.graph;
+    const stub = new Value(g, this.freshName(`${v._name}_detached`), v._type);
+    stub._producer = p;
+    stub._producerIndex = v._producerIndex;
+    p._outputs[v._producerIndex] = stub;
+    v._producer = null;
+    v._producerIndex = -1;
+    g._inputs.push(v);
+    this.changed = true;
+  }
+
+  /** Drops the graph inputs of g that nothing reads (nodes, subgraphs or graph outputs); initializers stay. */
+  removeUnusedGraphInputs(g: Graph): void {
+    for (let i = g._inputs.length - 1; i >= 0; i--) {
+      const v = g._inputs[i]!;
+      if (v._initializer || v._uses.length > 0 || g._outputs.includes(v)) continue;
+      g._inputs.splice(i, 1);
+      this.changed = true;
+    }
+  }
+
   setGraphOutputs(g: Graph, outs: readonly Value[]): void {
     g._outputs.length = 0;
     g._outputs.push(...outs);

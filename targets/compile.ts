@@ -22,6 +22,8 @@ import type { Model, Node } from '../ir/ir.js';
 import { decodeModel } from '../ir/onnx/reader.js';
 import { ScratchData } from '../ir/onnx/scratch.js';
 import { createSession, ort, run, type Feeds } from '../ir/ort.js';
+import { collectGarbage } from '../ir/gc.js';
+import { DEFAULT_SEGMENT_BYTES, runSegmented, splitModel, type Segment } from '../ir/segments.js';
 import { inferShapes } from '../ir/shape-inference.js';
 import { assertValid } from '../ir/verify.js';
 import { canonicalize } from '../passes/canonicalize.js';
@@ -48,7 +50,7 @@ import {
 } from './report.js';
 import { resolveChoices } from './shared-plan.js';
 import { getTarget, type FusionReport } from './target.js';
-import { compareOutputs, referenceOutputs, type InputBatches, type OutputMetrics } from './validate.js';
+import { compareOutputs, referenceEntry, referenceOutputs, type InputBatches, type OutputMetrics, type ReferenceOutputs } from './validate.js';
 
 export const DEFAULT_CALIB_SAMPLES = 32;
 export const DEFAULT_VALIDATION_SAMPLES = 16;
@@ -73,6 +75,12 @@ export interface CompileOptions {
   readonly validation?: CalibrationData;
   /** Seed of random calibration and validation inputs (default 0). */
   readonly seed?: number;
+  /**
+   * onnxruntime runs models with more initializer bytes than this in segments of at most this many weight bytes,
+   * one session at a time (calibration and the FP32 reference; ir/segments.ts). Default DEFAULT_SEGMENT_BYTES;
+   * 0: always the whole model.
+   */
+  readonly segmentBytes?: number;
   /** Histogram elements per sample and tensor (calibration.ts HIST_ELEMENTS when absent; Infinity: all). */
   readonly histogramElements?: number;
   /** Samples per calibration batch (calibration's default when absent). */
@@ -115,6 +123,11 @@ function version(): string {
 
 class Timer {
   readonly phases: { phase: string; ms: number }[] = [];
+  add(phase: string, ms: number): void {
+    const p = this.phases.find((x) => x.phase === phase);
+    if (p) p.ms += ms;
+    else this.phases.push({ phase, ms });
+  }
   async time<T>(phase: string, f: () => T | Promise<T>): Promise<T> {
     const t0 = performance.now();
     try {
@@ -400,6 +413,7 @@ async function quantizeStage(
 ): Promise<Stage> {
   const target = getTarget(o.target);
   const config = o.config;
+  const segmentBytes = o.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
 
   // 1. canonical FP32 model at the opset the preset needs
   const fp = await timer.time('canonicalize', async () => {
@@ -424,7 +438,8 @@ async function quantizeStage(
 
   // the canonical model's weights go to disk: onnxruntime's calibration session reads them from there, and the JS
   // copy (BN-folded, so new arrays) is not held while that session holds its own
-  if (plan.activations.length) await timer.time('spill-weights', () => scratch.spill(fp));
+  // (collected now: V8 would free those arrays only after onnxruntime allocated its own copy)
+  if (plan.activations.length) await timer.time('spill-weights', async () => collectGarbage(scratch.spill(fp)));
 
   // 3. calibration: ranges and quantization parameters of every planned activation
   const ranges = new Map<string, Range>();
@@ -456,6 +471,8 @@ async function quantizeStage(
     const stats = await timer.time('calibrate', () => collectStatistics(fp, [...own, ...meanOnly], data.calib, {
         channelMeans,
         scratch,
+        segmentBytes,
+        onSegments: (segs) => notes.push(segmentNote('calibration', segs)),
         onProgress: (d, t) => progress('calibrate', d, t),
         ...(o.histogramElements !== undefined ? { histogramElements: o.histogramElements } : {}),
       }));
@@ -529,6 +546,94 @@ async function quantizeStage(
   return { q, plan, fusion, layers, fallbacks, weightsQuantized: weightReports.length, activationsQuantized: inserted > 0 ? plan.activations.length : 0, canonicalNodes };
 }
 
+/** The note saying a model ran in segments. */
+function segmentNote(what: string, segs: readonly Segment[]): string {
+  const mb = (b: number) => (b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0);
+  return `${what} ran in ${segs.length} segments, one onnxruntime session at a time, to bound memory (weights ${segs.map((s) => mb(s.weightBytes)).join(' + ')} MB; cut after ${segs.slice(0, -1).map((s) => s.outputs.filter((n) => segs.some((t) => t.inputs.includes(n))).join(', ')).join(' | ')}; --segment-mb sets the limit)`;
+}
+
+/** The input model cut for the FP32 reference, when its weights exceed `bytes` and it can be cut. */
+function referenceSegments(model: Model, names: readonly string[], bytes: number): Segment[] | undefined {
+  let total = 0;
+  for (const v of model.graph.initializers) total += v.initializer?.byteLength ?? 0;
+  if (total <= bytes) return undefined;
+  const m = cloneModel(model);
+  try {
+    inferShapes(m);
+  } catch {
+    return undefined;
+  }
+  const segs = splitModel(m, bytes, names);
+  if (!segs || !names.every((n) => segs.some((s) => s.computes.has(n)))) return undefined;
+  return segs;
+}
+
+/**
+ * The FP32 reference outputs of the held-out batches from the segments of the input model; with `sample`, each
+ * segment's latency on it too (their sum is the model's).
+ */
+async function segmentedReference(
+  segs: readonly Segment[],
+  names: readonly string[],
+  inputs: InputBatches,
+  sample: Feeds | undefined,
+  runs: number,
+  timer: Timer,
+  progress: (phase: string, done: number, total: number) => void,
+  unbatched: ReadonlySet<string>,
+): Promise<{ ref: ReferenceOutputs; fp?: { ms: number; runs: number } }> {
+  const t0 = performance.now();
+  let sessionMs = 0;
+  let latencyMs = 0;
+  const batches: Record<string, ReferenceOutputs['batches'][number][string]>[] = [];
+  const rows: number[] = [];
+  let count = 0; // validation batches (the latency sample comes after them)
+  let samples = 0;
+  let done = 0;
+  let fp: { ms: number; runs: number } | undefined;
+  const source = async function* (): AsyncGenerator<Feeds> {
+    for await (const f of inputs.batches()) {
+      count++;
+      yield f;
+    }
+    if (sample) yield sample;
+  };
+  const last = segs.length - 1;
+  await runSegmented(segs, source, {
+    session: async (seg) => {
+      const t = performance.now();
+      const session = await createSession(seg.model);
+      sessionMs += performance.now() - t;
+      return { session };
+    },
+    admit: (feeds, i) => {
+      if (i < count) {
+        rows[i] = batchRows(feeds, unbatched);
+        samples += rows[i]!;
+      }
+      return true;
+    },
+    onBatch: (seg, i, out) => {
+      if (i >= count) return;
+      const b = (batches[i] ??= {});
+      for (const n of names) if (seg.computes.has(n)) b[n] = referenceEntry(out[n]!, n);
+      if (seg.index === last) progress('validate', (done += rows[i]!), 2 * inputs.samples);
+    },
+    after: async (_seg, session, feedsOf) => {
+      if (!sample) return;
+      const t = performance.now();
+      const l = await latency(session, feedsOf(count), runs, LATENCY_MIN_MS / segs.length);
+      latencyMs += performance.now() - t;
+      fp = { ms: (fp?.ms ?? 0) + l.ms, runs: Math.max(fp?.runs ?? 0, l.runs) };
+    },
+  });
+  if (samples === 0) throw new QccError('E_USAGE', 'validation got no input samples');
+  timer.add('ort-sessions', sessionMs);
+  if (sample) timer.add('ort-check', latencyMs);
+  timer.add('validate', performance.now() - t0 - sessionMs - latencyMs);
+  return { ref: { names, batches, samples }, ...(fp ? { fp } : {}) };
+}
+
 /** The FP32 reference session: the input model, or (when onnxruntime refuses it) its canonical form. */
 async function referenceSession(model: Model, config: QuantConfig, notes: string[]): Promise<ortTypes.InferenceSession> {
   try {
@@ -578,6 +683,8 @@ export async function compile(model: Model, o: CompileOptions): Promise<CompileR
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new QccError('E_USAGE', `seed must be an integer in 0..2^32-1, got ${seed}`);
   const name = o.modelName ?? (model.graph.name || 'model');
+  const segmentBytes = o.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+  if (!(segmentBytes >= 0) || !Number.isFinite(segmentBytes)) throw new QccError('E_USAGE', `segment bytes must be a number >= 0, got ${String(o.segmentBytes)}`);
   const progress = (phase: string, done: number, total: number) => o.onProgress?.({ phase, done, total });
   const notes: string[] = [];
   checkInputs(model);
@@ -606,6 +713,20 @@ export async function compile(model: Model, o: CompileOptions): Promise<CompileR
   const sample = doOrt ? await firstSample(data.validation, batching.fixed !== undefined, batching.unbatched) : undefined;
   let fp = { ms: 0, runs };
   const ref = await (async () => {
+    // a model too large for one session's weights to sit beside the process comfortably runs in segments
+    // (at half the limit: the input model may still have its BatchNorms, and onnxruntime fuses them into the Convs
+    // with one more copy of their weights)
+    const segs = segmentBytes > 0 ? await timer.time('ort-sessions', () => referenceSegments(model, names, segmentBytes / 2)) : undefined;
+    if (segs) {
+      try {
+        const r = await segmentedReference(segs, names, data.validation, sample, runs, timer, progress, batching.unbatched);
+        notes.push(segmentNote('the FP32 reference', segs) + (r.fp ? `; its latency is the sum of the ${segs.length} segments'` : ''));
+        if (r.fp) fp = r.fp;
+        return r.ref;
+      } catch (e) {
+        if (!(e instanceof QccError && e.code === 'E_ORT')) throw e; // onnxruntime refused a segment: the whole model's path below
+      }
+    }
     const s32 = await timer.time('ort-sessions', () => referenceSession(model, config, notes));
     try {
       const r = await timer.time('validate', () => referenceOutputs(s32, names, data.validation, (d, t) => progress('validate', d, t), batching.unbatched));

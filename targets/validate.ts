@@ -213,6 +213,11 @@ export interface ReferenceOutputs {
 }
 
 
+/** One output of a reference batch, as ReferenceOutputs keeps it. */
+export function referenceEntry(t: ortTypes.Tensor, name: string): ReferenceOutputs['batches'][number][string] {
+  return { ...numbersOf(t, name), dims: t.dims.map(Number) };
+}
+
 /** Runs the reference session on every batch of `inputs` and keeps the outputs `names`. */
 export async function referenceOutputs(
   session: ortTypes.InferenceSession,

@@ -24,7 +24,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import sharp, { type OutputInfo } from 'sharp';
+import type { OutputInfo } from 'sharp';
 import type { DType } from '../../ir/dtype.js';
 import { QccError } from '../../ir/errors.js';
 import { bytesToTyped, shapeToString, type AnyTypedArray, type Dim, type Model, type Shape } from '../../ir/ir.js';
@@ -778,6 +778,13 @@ function describePreprocess(p: Preprocess, size: [number, number] | undefined, l
   return parts.join(', ');
 }
 
+/** sharp, loaded on first use: libvips adds about 26 MB to the process, which compiles without images do not need. */
+let sharpModule: Promise<(typeof import('sharp'))['default']> | undefined;
+async function loadSharp(): Promise<(typeof import('sharp'))['default']> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule;
+}
+
 /** Decodes, resizes and normalizes one image into one sample of the input (shape without the batch dim). */
 export async function loadImage(
   file: string,
@@ -790,6 +797,7 @@ export async function loadImage(
   let raw: Buffer;
   let info: OutputInfo;
   try {
+    const sharp = await loadSharp();
     let img = sharp(file, { failOn: 'error' });
     img = channels === 1 ? img.greyscale() : img.toColourspace('srgb');
     img = img.removeAlpha();

@@ -45,6 +45,7 @@ import type { Model } from '../../ir/ir.js';
 import { decodeF16, decodeFloat8E4M3FN, FP8_MAX, isIntQuantDType, roundHalfEven, saturationRange } from '../../ir/numerics.js';
 import { createSession, run, type Feeds, type OrtTensor } from '../../ir/ort.js';
 import { Rewriter } from '../../ir/rewriter.js';
+import { runSegmented, splitModel, type Segment } from '../../ir/segments.js';
 import { dce } from '../dce.js';
 import { batchRows, inputBatching, type CalibrationData } from './calib-data.js';
 import { HIST_BINS, histQuantile, StreamingHistogram, usedBins } from './histogram.js';
@@ -367,6 +368,13 @@ export async function collectStatistics(
     histogramElements?: number;
     /** Where the model's weights were spilled (compile): the calibration session reads them from there. */
     scratch?: ScratchData;
+    /**
+     * Run the model in segments of at most this many weight bytes, one onnxruntime session at a time (ir/segments.ts);
+     * undefined or 0: one session. The statistics do not depend on it (up to onnxruntime's rounding).
+     */
+    segmentBytes?: number;
+    /** Told the segments when the model ran in more than one. */
+    onSegments?: (segments: readonly Segment[]) => void;
   } = {},
 ): Promise<Map<string, TensorStats>> {
   const limit = o.histogramElements ?? HIST_ELEMENTS;
@@ -404,70 +412,86 @@ export async function collectStatistics(
     means.set(name, { axis, rank, acc: new ChannelMeans() });
   }
 
-  let session: Awaited<ReturnType<typeof createSession>> | undefined;
-  let probes: Probe[] = [];
-  let fetch: string[] = [];
-  if (computed.length > 0) {
-    const built = probeModel(model, computed, limit, means);
-    probes = built.probes;
-    fetch = probes.flatMap((p) => [...(p.min ? [p.min] : []), p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
-    session = await createSession(built.model, { optimization: 'all', ...(o.scratch ? { scratch: o.scratch } : {}) });
-  }
-  try {
-    let done = 0;
-    let index = 0;
-    const total = data.samples;
-    for await (const feeds of data.batches()) {
-      const n = batchRows(feeds, unbatched);
-      if (!o.exclude?.(feeds, index)) {
-        for (const name of fromFeeds) {
-          const t = feeds[name];
-          if (!t) throw new QccError('E_USAGE', `calibration data has no input '${name}'`, { tensor: name });
-          collectors.get(name)!.add(floatData(name, t));
-          const cm = means.get(name);
-          if (cm) {
-            cm.shape = t.dims.map(Number);
-            cm.acc.add(meanAlong(floatData(name, t), cm.shape, cm.axis), n, name);
-          }
-        }
-        if (session) {
-          const out = await run(session, feeds, fetch);
-          for (const p of probes) {
-            if (p.seg) {
-              readPooled(p, p.seg, out, n, means.get(p.tensor));
-              continue;
-            }
-            const mn = p.min ? scalar(p.tensor, out[p.min], 'float') : 0;
-            const mx = scalar(p.tensor, out[p.max], 'float');
-            const finite = Number.isFinite(mn) && Number.isFinite(mx);
-            const c = p.collector;
-            if (c instanceof HistStats) {
-              const t = out[p.data!];
-              if (!t) throw new QccError('E_ORT', `onnxruntime did not return '${p.tensor}'`, { tensor: p.tensor });
-              const d = floatData(p.tensor, t);
-              if (finite) c.histogram.addWithRange(d, mn, mx);
-              else c.histogram.add(d); // exact path: counts and skips every non-finite element
-            } else {
-              c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
-            }
-            if (p.mean) {
-              const t = out[p.mean];
-              if (!t) throw new QccError('E_ORT', `onnxruntime did not return the channel means of '${p.tensor}'`, { tensor: p.tensor });
-              // ReduceMean gives [C]; GlobalAveragePool [N, C, 1, ...]: the mean of its N rows
-              const md = floatData(p.tensor, t);
-              means.get(p.tensor)!.acc.add(t.dims.length > 1 ? meanAlong(md, t.dims.map(Number), 1) : md, n, p.tensor);
-              const sh = p.shape ? out[p.shape] : undefined;
-              if (sh) means.get(p.tensor)!.shape = Array.from(sh.data as BigInt64Array, Number);
-            }
-          }
-        }
+  // the graph inputs' statistics come from the feeds
+  const fromData = (feeds: Feeds, n: number): void => {
+    for (const name of fromFeeds) {
+      const t = feeds[name];
+      if (!t) throw new QccError('E_USAGE', `calibration data has no input '${name}'`, { tensor: name });
+      collectors.get(name)!.add(floatData(name, t));
+      const cm = means.get(name);
+      if (cm) {
+        cm.shape = t.dims.map(Number);
+        cm.acc.add(meanAlong(floatData(name, t), cm.shape, cm.axis), n, name);
       }
-      index++;
-      done += n;
-      o.onProgress?.(Math.min(done, total), total);
     }
-  } finally {
-    await session?.release();
+  };
+  const build = (m: Model, tensors: typeof computed, keep: readonly string[] = []): { model: Model; probes: Probe[]; fetch: string[] } => {
+    const built = probeModel(m, tensors, limit, means, keep);
+    const fetch = built.probes.flatMap((p) => [...(p.min ? [p.min] : []), p.max, ...(p.size ? [p.size] : []), ...(p.data ? [p.data] : []), ...(p.mean ? [p.mean] : []), ...(p.shape ? [p.shape] : [])]);
+    return { ...built, fetch };
+  };
+  const sessionOptions = { optimization: 'all' as const, ...(o.scratch ? { scratch: o.scratch } : {}) };
+  const segments = computed.length > 0 && o.segmentBytes ? splitModel(model, o.segmentBytes, []) : undefined;
+  // segments after the last one computing a calibrated tensor need not run
+  while (segments && segments.length > 1 && !computed.some((c) => segments[segments.length - 1]!.computes.has(c.name))) segments.pop();
+  if (segments) {
+    // one segment's probe at a time (README, Calibration: segments)
+    const rows: number[] = [];
+    const total = data.samples * segments.length;
+    let done = 0;
+    let probes: Probe[] = [];
+    await runSegmented(segments, () => data.batches(), {
+      ...(o.scratch ? { dir: o.scratch.dir } : {}),
+      session: async (seg) => {
+        const built = build(seg.model, computed.filter((c) => seg.computes.has(c.name)), seg.outputs);
+        probes = built.probes;
+        return { session: await createSession(built.model, sessionOptions), fetch: built.fetch };
+      },
+      admit: (feeds, i) => {
+        const n = batchRows(feeds, unbatched);
+        rows[i] = n;
+        if (o.exclude?.(feeds, i)) {
+          done += n * segments.length;
+          o.onProgress?.(Math.min(done, total), total);
+          return false;
+        }
+        fromData(feeds, n);
+        return true;
+      },
+      onBatch: (_seg, i, out) => {
+        readProbes(probes, out, rows[i]!, means);
+        done += rows[i]!;
+        o.onProgress?.(Math.min(done, total), total);
+      },
+    });
+    o.onSegments?.(segments);
+  } else {
+    let session: Awaited<ReturnType<typeof createSession>> | undefined;
+    let probes: Probe[] = [];
+    let fetch: string[] = [];
+    if (computed.length > 0) {
+      const built = build(model, computed);
+      probes = built.probes;
+      fetch = built.fetch;
+      session = await createSession(built.model, sessionOptions);
+    }
+    try {
+      let done = 0;
+      let index = 0;
+      const total = data.samples;
+      for await (const feeds of data.batches()) {
+        const n = batchRows(feeds, unbatched);
+        if (!o.exclude?.(feeds, index)) {
+          fromData(feeds, n);
+          if (session) readProbes(probes, await run(session, feeds, fetch), n, means);
+        }
+        index++;
+        done += n;
+        o.onProgress?.(Math.min(done, total), total);
+      }
+    } finally {
+      await session?.release();
+    }
   }
   for (const [name, { acc, shape }] of means) {
     const value = acc.value;
@@ -476,6 +500,39 @@ export async function collectStatistics(
     if (shape) c.observedShape = shape;
   }
   return collectors as Map<string, TensorStats>;
+}
+
+/** Adds one batch's probe outputs to the collectors. */
+function readProbes(probes: readonly Probe[], out: Record<string, OrtTensor>, n: number, means: ReadonlyMap<string, { acc: ChannelMeans; shape?: number[] }>): void {
+  for (const p of probes) {
+    if (p.seg) {
+      readPooled(p, p.seg, out, n, means.get(p.tensor));
+      continue;
+    }
+    const mn = p.min ? scalar(p.tensor, out[p.min], 'float') : 0;
+    const mx = scalar(p.tensor, out[p.max], 'float');
+    const finite = Number.isFinite(mn) && Number.isFinite(mx);
+    const c = p.collector;
+    if (c instanceof HistStats) {
+      const t = out[p.data!];
+      if (!t) throw new QccError('E_ORT', `onnxruntime did not return '${p.tensor}'`, { tensor: p.tensor });
+      const d = floatData(p.tensor, t);
+      if (finite) c.histogram.addWithRange(d, mn, mx);
+      else c.histogram.add(d); // exact path: counts and skips every non-finite element
+    } else {
+      c.addReduced(mn, mx, scalar(p.tensor, out[p.size!], 'int64'));
+    }
+    if (p.mean) {
+      const t = out[p.mean];
+      if (!t) throw new QccError('E_ORT', `onnxruntime did not return the channel means of '${p.tensor}'`, { tensor: p.tensor });
+      // ReduceMean gives [C]; GlobalAveragePool [N, C, 1, ...]: the mean of its N rows
+      const md = floatData(p.tensor, t);
+      const cm = means.get(p.tensor)!;
+      cm.acc.add(t.dims.length > 1 ? meanAlong(md, t.dims.map(Number), 1) : md, n, p.tensor);
+      const sh = p.shape ? out[p.shape] : undefined;
+      if (sh) cm.shape = Array.from(sh.data as BigInt64Array, Number);
+    }
+  }
 }
 
 /**
@@ -638,6 +695,7 @@ function probeModel(
   tensors: readonly { name: string; hist: boolean; collector: Collector }[],
   limit: number,
   means: ReadonlyMap<string, { axis: number; rank: number }>,
+  keep: readonly string[] = [],
 ): { model: Model; probes: Probe[] } {
   const c = cloneModel(model);
   const g = c.graph;
@@ -751,7 +809,7 @@ function probeModel(
       ...(seg.mean ? { mean: catName.mean! } : {}),
     });
   }
-  rw.setGraphOutputs(g, [...new Set(outs)]);
+  rw.setGraphOutputs(g, [...new Set([...outs, ...keep.map((name) => g.findValue(name)!)])]);
   dce.run(c);
   return { model: c, probes };
 }

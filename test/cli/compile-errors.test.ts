@@ -61,6 +61,17 @@ describe('qcc compile: uncalibratable inputs and broken config files', () => {
     assert.ok(fs.existsSync(out));
   });
 
+  test('a negative --segment-mb is E_USAGE (exit 2); --segment-mb 0 compiles in one session', async () => {
+    const d = tempDir();
+    const out = path.join(d, 'c.onnx');
+    const r = await qcc(['compile', conv, '--target', 'tensorrt', '--w8a8', '-o', out, '--segment-mb', '-1']);
+    failed(r, 2, 'E_USAGE', /--segment-mb must be a number >= 0, got -1/);
+    assert.deepEqual(fs.readdirSync(d), []);
+    const ok = await qcc(['compile', conv, '--target', 'tensorrt', '--w8a8', '-o', out, '--segment-mb', '0', '--calib-samples', '2', '--validation-samples', '1']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(fs.existsSync(out));
+  });
+
   test('a --calib dir whose .npy shape does not match the input is E_USAGE (exit 2) naming the file, the input and the axis', async () => {
     const d = tempDir();
     const calib = path.join(d, 'calib');
