@@ -434,7 +434,7 @@ export async function collectStatistics(
   const segments = computed.length > 0 && o.segmentBytes ? splitModel(model, o.segmentBytes, []) : undefined;
   // segments after the last one computing a calibrated tensor need not run
   while (segments && segments.length > 1 && !computed.some((c) => segments[segments.length - 1]!.computes.has(c.name))) segments.pop();
-  if (segments) {
+  if (segments && segments.length > 1) {
     // one segment's probe at a time (README, Calibration: segments)
     const rows: number[] = [];
     const total = data.samples * segments.length;
