@@ -39,7 +39,8 @@ export interface SessionOptions {
  */
 export const FILE_SESSION_BYTES = 16 << 20;
 
-function initializerBytes(m: Model): number {
+/** Bytes of the main graph's initializers. */
+export function initializerBytes(m: Model): number {
   let n = 0;
   for (const v of m.graph.initializers) n += v.initializer?.byteLength ?? 0;
   return n;

@@ -17,10 +17,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cloneModel } from './clone.js';
-import { rawByteLength } from './dtype.js';
+import { rawByteLength, type DType } from './dtype.js';
 import { QccError } from './errors.js';
-import type { Model, Value } from './ir.js';
-import { ort, run, type Feeds, type OrtTensor } from './ort.js';
+import { Tensor, type Model, type Value } from './ir.js';
+import { fromOrt, ortTypeOf, run, toOrt, type Feeds, type OrtTensor, type ort } from './ort.js';
 import { Rewriter } from './rewriter.js';
 
 /** compile's default weight limit per segment. */
@@ -42,12 +42,15 @@ export interface Segment {
   readonly weightBytes: number;
 }
 
-const STORABLE = new Set(['f32', 'f64', 'f16', 'i8', 'u8', 'i16', 'u16', 'i32', 'u32', 'i64', 'u64', 'bool']);
+/** Element types a cut can hold: what onnxruntime-node tensors carry, as raw bytes. */
+function storable(d: DType): boolean {
+  return d !== 'string' && ortTypeOf(d) !== undefined;
+}
 
 /** Bytes of one value per run, estimated from its static shape (unknown dims count UNKNOWN_DIM); undefined: cannot cross a cut. */
 function crossingBytes(v: Value): number | undefined {
   const t = v.type;
-  if (t?.kind !== 'tensor' || t.dtype === undefined || !STORABLE.has(t.dtype)) return undefined;
+  if (t?.kind !== 'tensor' || t.dtype === undefined || !storable(t.dtype)) return undefined;
   let n = rawByteLength(t.dtype, 1);
   for (const d of t.shape ?? [UNKNOWN_DIM, UNKNOWN_DIM]) n *= typeof d === 'number' && d >= 0 ? d : UNKNOWN_DIM;
   return n;
@@ -188,16 +191,11 @@ export function splitModel(model: Model, maxBytes: number, want: readonly string
 // ---------------------------------------------------------------------------------------------------------------
 // Running samples through the segments
 
-const TYPED: Record<string, { new (n: number): ArrayBufferView & { length: number } }> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, int8: Int8Array, uint8: Uint8Array, int16: Int16Array,
-  uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array, int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
-};
-
 interface Stored {
   readonly file: number;
   readonly offset: number;
   readonly length: number;
-  readonly type: OrtTensor['type'];
+  readonly dtype: DType;
   readonly dims: readonly number[];
 }
 
@@ -209,20 +207,19 @@ class CrossingStore {
   constructor(private readonly dir: string) {}
 
   write(k: number, batch: number, name: string, t: OrtTensor): void {
-    const ctor = TYPED[t.type];
-    if (!ctor || typeof t.data === 'string' || Array.isArray(t.data)) throw new QccError('E_UNSUPPORTED', `segmented run: cannot hand on '${name}' of type ${t.type}`, { tensor: name });
+    const ir = fromOrt(name, t);
+    if (!storable(ir.dtype)) throw new QccError('E_UNSUPPORTED', `segmented run: cannot hand on '${name}' of type ${t.type}`, { tensor: name });
     let f = this.files[k];
     if (!f) {
       const p = path.join(this.dir, `crossing-${k}.bin`);
       f = this.files[k] = { path: p, fd: fs.openSync(p, 'w+', 0o600), size: 0 };
     }
-    const d = t.data as ArrayBufferView;
-    const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    const bytes = ir.bytes();
     let done = 0;
     while (done < bytes.length) done += fs.writeSync(f.fd, bytes, done, bytes.length - done, f.size + done);
     let m = this.index.get(batch);
     if (!m) this.index.set(batch, (m = new Map()));
-    m.set(name, { file: k, offset: f.size, length: bytes.length, type: t.type, dims: t.dims.map(Number) });
+    m.set(name, { file: k, offset: f.size, length: bytes.length, dtype: ir.dtype, dims: ir.dims });
     f.size += bytes.length;
   }
 
@@ -232,16 +229,14 @@ class CrossingStore {
     for (const name of names) {
       const s = m?.get(name);
       if (!s) throw new QccError('E_PASS_FAILED', `segmented run: batch ${batch} has no stored '${name}'`, { tensor: name });
-      const ctor = TYPED[s.type]!;
-      const a = new ctor(s.length / (new ctor(1).byteLength || 1));
-      const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      const bytes = new Uint8Array(s.length);
       let done = 0;
       while (done < bytes.length) {
         const r = fs.readSync(this.files[s.file]!.fd, bytes, done, bytes.length - done, s.offset + done);
         if (r === 0) throw new QccError('E_IO', `segmented run: ${this.files[s.file]!.path} is shorter than written`);
         done += r;
       }
-      feeds[name] = new ort.Tensor(s.type as 'float32', a as unknown as Float32Array, [...s.dims]);
+      feeds[name] = toOrt(new Tensor(name, s.dtype, [...s.dims], { kind: 'raw', bytes }));
     }
     return feeds;
   }

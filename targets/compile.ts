@@ -21,7 +21,7 @@ import { cloneModel } from '../ir/clone.js';
 import type { Model, Node } from '../ir/ir.js';
 import { decodeModel } from '../ir/onnx/reader.js';
 import { ScratchData } from '../ir/onnx/scratch.js';
-import { createSession, ort, run, type Feeds } from '../ir/ort.js';
+import { createSession, initializerBytes, ort, run, type Feeds } from '../ir/ort.js';
 import { collectGarbage } from '../ir/gc.js';
 import { DEFAULT_SEGMENT_BYTES, runSegmented, splitModel, type Segment } from '../ir/segments.js';
 import { inferShapes } from '../ir/shape-inference.js';
@@ -133,10 +133,7 @@ class Timer {
     try {
       return await f();
     } finally {
-      const ms = performance.now() - t0;
-      const p = this.phases.find((x) => x.phase === phase);
-      if (p) p.ms += ms;
-      else this.phases.push({ phase, ms });
+      this.add(phase, performance.now() - t0);
     }
   }
 }
@@ -554,9 +551,7 @@ function segmentNote(what: string, segs: readonly Segment[]): string {
 
 /** The input model cut for the FP32 reference, when its weights exceed `bytes` and it can be cut. */
 function referenceSegments(model: Model, names: readonly string[], bytes: number): Segment[] | undefined {
-  let total = 0;
-  for (const v of model.graph.initializers) total += v.initializer?.byteLength ?? 0;
-  if (total <= bytes) return undefined;
+  if (initializerBytes(model) <= bytes) return undefined;
   const m = cloneModel(model);
   try {
     inferShapes(m);
